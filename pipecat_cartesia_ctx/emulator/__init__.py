@@ -1,0 +1,31 @@
+#
+# Copyright (c) 2026, pipecat-cartesia-ctx contributors
+#
+# SPDX-License-Identifier: BSD 2-Clause License
+#
+
+"""A local Cartesia TTS WebSocket server, for demos, tests and benchmarks with no API key.
+
+``python -m pipecat_cartesia_ctx.emulator`` (or ``cartesia-emulator``) runs it
+from the command line; `CartesiaEmulator` runs it inside a program or a test.
+"""
+
+from .config import Behavior, CancelBehavior, Faults, InjectedError, Pacing
+from .record import ConnectionRecord, ContextRecord, EmulatorRecord, InputRecord
+from .server import CartesiaEmulator
+from .voice import Speech, SyntheticVoice
+
+__all__ = [
+    "Behavior",
+    "CancelBehavior",
+    "CartesiaEmulator",
+    "ConnectionRecord",
+    "ContextRecord",
+    "EmulatorRecord",
+    "Faults",
+    "InjectedError",
+    "InputRecord",
+    "Pacing",
+    "Speech",
+    "SyntheticVoice",
+]

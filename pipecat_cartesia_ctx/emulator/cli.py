@@ -1,0 +1,152 @@
+#
+# Copyright (c) 2026, pipecat-cartesia-ctx contributors
+#
+# SPDX-License-Identifier: BSD 2-Clause License
+#
+
+"""Command line of the emulator.
+
+``cartesia-emulator`` or ``python -m pipecat_cartesia_ctx.emulator``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import signal
+import sys
+
+from loguru import logger
+
+from .config import Behavior, CancelBehavior, Pacing
+from .server import CartesiaEmulator
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    defaults = Pacing()
+    parser = argparse.ArgumentParser(
+        prog="cartesia-emulator",
+        description="Local Cartesia TTS WebSocket server (contexts API) with a synthetic voice.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 = any free)")
+    parser.add_argument(
+        "--api-key", default=None, help="require this key (default: accept any or none)"
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="MODEL_ID",
+        help="accept only these model ids (repeatable; default: any id starting with 'sonic')",
+    )
+    pacing = parser.add_argument_group("pacing")
+    pacing.add_argument(
+        "--first-chunk-ms",
+        type=float,
+        default=defaults.first_chunk_ms,
+        help=f"time to first chunk of each generation (default {defaults.first_chunk_ms:g})",
+    )
+    pacing.add_argument(
+        "--speed",
+        type=float,
+        default=defaults.speed,
+        help=f"audio seconds generated per second; 0 = unlimited (default {defaults.speed:g})",
+    )
+    pacing.add_argument(
+        "--chunk-ms",
+        type=float,
+        default=defaults.chunk_ms,
+        help=f"audio per chunk (default {defaults.chunk_ms:g})",
+    )
+    pacing.add_argument(
+        "--unaligned-chunks", action="store_true", help="cut chunks off sample boundaries"
+    )
+    behavior = parser.add_argument_group("behaviour where Cartesia is undocumented")
+    behavior.add_argument(
+        "--cancel",
+        choices=[c.value for c in CancelBehavior],
+        default=CancelBehavior.CHUNK_IN_FLIGHT.value,
+        help="what is still sent after a cancel (default: the chunk in flight)",
+    )
+    behavior.add_argument(
+        "--implicit-flush",
+        action="store_true",
+        help="with max_buffer_delay_ms 0, send a flush_done after every input",
+    )
+    behavior.add_argument(
+        "--flush-done-at-close",
+        action="store_true",
+        help="send a flush_done for the last segment before done",
+    )
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
+        "--max-concurrent-contexts",
+        type=int,
+        default=None,
+        help="active contexts allowed (default unlimited)",
+    )
+    limits.add_argument("--max-connections", type=int, default=None, help="open sockets allowed")
+    limits.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        help="seconds before an idle socket is closed (default 300; 0 = never)",
+    )
+    return parser
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Run an emulator configured from parsed arguments until SIGINT or SIGTERM."""
+    emulator = CartesiaEmulator(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        models=args.models,
+        pacing=Pacing(
+            first_chunk_ms=args.first_chunk_ms,
+            speed=args.speed if args.speed > 0 else math.inf,
+            chunk_ms=args.chunk_ms,
+            unaligned_chunks=args.unaligned_chunks,
+        ),
+        behavior=Behavior(
+            cancel=CancelBehavior(args.cancel),
+            implicit_flush=args.implicit_flush,
+            flush_done_at_close=args.flush_done_at_close,
+        ),
+        max_concurrent_contexts=args.max_concurrent_contexts,
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout or None,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with emulator:
+        print(f"Cartesia emulator listening on {emulator.url}", flush=True)
+        print(f"  official SDK: Cartesia(websocket_base_url={emulator.base_url!r})", flush=True)
+        print("  stop with Ctrl-C", flush=True)
+        await stop.wait()
+    print("Cartesia emulator stopped", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cartesia-emulator`` script.
+
+    Args:
+        argv: Arguments; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The process exit code.
+    """
+    args = build_parser().parse_args(argv)
+    logger.remove()
+    logger.add(sys.stderr, level="INFO")
+    try:
+        asyncio.run(serve(args))
+    except OSError as e:
+        print(f"cartesia-emulator: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,322 @@
+#
+# Copyright (c) 2026, pipecat-cartesia-ctx contributors
+#
+# SPDX-License-Identifier: BSD 2-Clause License
+#
+
+"""One context inside the emulator: buffering, flush numbering, paced generation, cancel.
+
+Input handling is synchronous (it runs as each request is read) and only
+queues work; one task per context turns the queue into messages, in input
+order, at the configured pace. The shared `ContextState` decides what input is
+legal, exactly as the client does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..audio import encode_float
+from ..protocol import (
+    DEFAULT_MAX_BUFFER_DELAY_MS,
+    Chunk,
+    ContextPhase,
+    ContextState,
+    Done,
+    FlushDone,
+    GenerationRequest,
+    PhonemeTimestamps,
+    ServerEvent,
+    Timestamps,
+)
+from .config import Behavior, CancelBehavior, Pacing
+from .voice import Span, SyntheticVoice
+
+if TYPE_CHECKING:
+    from .record import ContextRecord
+
+# Text is ready for generation at a sentence end followed by whitespace or by
+# the end of the input received so far (protocol doc, 4.2).
+_READY = re.compile(r"[.!?\n](?=\s|$)")
+
+
+class ContextHost(Protocol):
+    """What a context needs from the connection it lives on."""
+
+    pacing: Pacing
+    behavior: Behavior
+    voice: SyntheticVoice
+
+    async def send(self, event: ServerEvent, context: EmulatedContext) -> None:
+        """Send one event of ``context``."""
+        ...
+
+    def context_finished(self, context: EmulatedContext) -> None:
+        """The context is done, cancelled or failed: free its slot."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    text: str
+    flush_id: int
+    generation_config: Mapping[str, Any] | None
+    released_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class _FlushMark:
+    flush_id: int
+
+
+_END = object()
+_STOP = object()
+
+
+class EmulatedContext:
+    """Server side of one Cartesia context.
+
+    Parameters:
+        request: The request that created the context.
+        host: The connection it lives on.
+        record: Where to record what happens.
+    """
+
+    def __init__(self, request: GenerationRequest, host: ContextHost, record: ContextRecord):
+        self.state = ContextState(request.context_id)
+        self.record = record
+        self._host = host
+        self._request = request
+        delay = request.max_buffer_delay_ms
+        self._delay_s = (DEFAULT_MAX_BUFFER_DELAY_MS if delay is None else delay) / 1000.0
+        self._pending = ""
+        self._timer: asyncio.TimerHandle | None = None
+        self._jobs: asyncio.Queue[Any] = asyncio.Queue()
+        self._flush_id = 1
+        self._generation_config: Mapping[str, Any] | None = None
+        self._offset_samples = 0
+        self._next_free = 0.0
+        self._speaking: int | None = None
+        self._cancelled_segment: int | None = None
+        self.task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"emulator-context-{request.context_id}"
+        )
+
+    @property
+    def context_id(self) -> str:
+        """The context's id."""
+        return self.state.context_id
+
+    # -- input (synchronous, in the order requests are read) ------------------
+
+    def input(self, request: GenerationRequest) -> None:
+        """Accept one generation request.
+
+        Raises:
+            ContextClosedError: The context accepts no more input.
+            ContextFieldChangedError: A locked field changed.
+        """
+        self.state.input(request)
+        self._request = request
+        if request.generation_config is not None:
+            self._generation_config = request.generation_config
+        self._pending += request.transcript
+        if self._delay_s == 0:
+            # Custom buffering: every input is generated at once.
+            self._release()
+            if self._host.behavior.implicit_flush and request.transcript:
+                self._flush()
+        else:
+            self._release_ready()
+        if request.flush:
+            self._release()
+            self._flush()
+        if not request.continue_:
+            self._release()
+            if self._host.behavior.flush_done_at_close:
+                self._flush()
+            self._jobs.put_nowait(_END)
+
+    def cancel(self) -> bool:
+        """Cancel: drop pending text, stop generating, free the slot.
+
+        Returns:
+            False if the context had already finished.
+        """
+        if not self.state.cancel():
+            return False
+        self._pending = ""
+        self._cancel_timer()
+        self._cancelled_segment = self._speaking
+        self._jobs.put_nowait(_STOP)
+        self._host.context_finished(self)
+        return True
+
+    def fail(self) -> None:
+        """End the context after an error event was sent for it."""
+        if self.state.fail():
+            self._pending = ""
+            self._cancel_timer()
+            self._jobs.put_nowait(_STOP)
+            self._host.context_finished(self)
+
+    def _release_ready(self) -> None:
+        ends = [m.end() for m in _READY.finditer(self._pending)]
+        if ends:
+            text, self._pending = self._pending[: ends[-1]], self._pending[ends[-1] :]
+            self._enqueue(text)
+        if not self._pending.strip():
+            self._cancel_timer()
+        elif self._timer is None:
+            # Managed buffering: unready text waits at most the buffer delay.
+            self._timer = asyncio.get_running_loop().call_later(self._delay_s, self._release)
+
+    def _release(self) -> None:
+        self._cancel_timer()
+        text, self._pending = self._pending, ""
+        self._enqueue(text)
+
+    def _enqueue(self, text: str) -> None:
+        if text.strip():
+            now = asyncio.get_running_loop().time()
+            self._jobs.put_nowait(_Segment(text, self._flush_id, self._generation_config, now))
+
+    def _flush(self) -> None:
+        self._jobs.put_nowait(_FlushMark(self._flush_id))
+        self._flush_id += 1
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- output (one task) ----------------------------------------------------
+
+    def _stopped(self, flush_id: int, in_flight: bool = False) -> bool:
+        """Whether output of segment ``flush_id`` must stop now."""
+        if self.state.phase is ContextPhase.FAILED:
+            return True
+        if self.state.phase is not ContextPhase.CANCELLED:
+            return False
+        behavior = self._host.behavior.cancel
+        if behavior is CancelBehavior.FINISH_SEGMENT:
+            return flush_id != self._cancelled_segment
+        return not (behavior is CancelBehavior.CHUNK_IN_FLIGHT and in_flight)
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            if job is _STOP:
+                return
+            if isinstance(job, _Segment):
+                await self._speak(job)
+            elif isinstance(job, _FlushMark):
+                if not self._stopped(job.flush_id):
+                    await self._host.send(FlushDone(self.context_id, job.flush_id), self)
+            elif job is _END and not self.state.finished:
+                await self._host.send(Done(self.context_id), self)
+                self.state.done()
+                self._host.context_finished(self)
+                return
+
+    async def _speak(self, segment: _Segment) -> None:
+        request, pacing, loop = self._request, self._host.pacing, asyncio.get_running_loop()
+        rate = request.output_format.sample_rate
+        width = request.output_format.bytes_per_sample
+        speech = self._host.voice.synthesize(
+            segment.text,
+            rate,
+            offset_samples=self._offset_samples,
+            generation_config=segment.generation_config,
+        )
+        first_sample = self._offset_samples
+        self._offset_samples += len(speech.samples)
+        data = encode_float(speech.samples, request.output_format.encoding)
+        seconds_per_byte = 0.0 if math.isinf(pacing.speed) else 1.0 / (rate * width * pacing.speed)
+        start = max(segment.released_at + pacing.first_chunk_ms / 1000.0, self._next_free)
+        self._next_free = start + len(data) * seconds_per_byte
+        words = _Cursor(speech.words)
+        phonemes = _Cursor(speech.phonemes)
+        self._speaking = segment.flush_id
+        try:
+            for begin, end in _chunk_bounds(len(data), rate, width, pacing):
+                if self._stopped(segment.flush_id):
+                    return
+                delay = start + begin * seconds_per_byte - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if self._stopped(segment.flush_id, in_flight=True):
+                    return
+                chunk = Chunk(
+                    self.context_id,
+                    data[begin:end],
+                    segment.flush_id,
+                    step_time=round((end - begin) * seconds_per_byte * 1000.0, 3),
+                )
+                await self._host.send(chunk, self)
+                heard = (first_sample + end // width) / rate
+                await self._send_timing(words, phonemes, heard, segment.flush_id)
+            await self._send_timing(words, phonemes, math.inf, segment.flush_id)
+        finally:
+            self._speaking = None
+
+    async def _send_timing(
+        self, words: _Cursor, phonemes: _Cursor, until: float, flush_id: int
+    ) -> None:
+        """Report the words (and phonemes) whose audio has been sent entirely."""
+        if self._stopped(flush_id):
+            return
+        if self._request.add_timestamps and (spans := words.take(until)):
+            await self._host.send(
+                Timestamps(
+                    self.context_id,
+                    tuple(s.text for s in spans),
+                    tuple(s.start for s in spans),
+                    tuple(s.end for s in spans),
+                    flush_id,
+                ),
+                self,
+            )
+        if self._request.add_phoneme_timestamps and (spans := phonemes.take(until)):
+            await self._host.send(
+                PhonemeTimestamps(
+                    self.context_id,
+                    tuple(s.text for s in spans),
+                    tuple(s.start for s in spans),
+                    tuple(s.end for s in spans),
+                    flush_id,
+                ),
+                self,
+            )
+
+
+class _Cursor:
+    """Hands out spans in order, each once, as their audio is sent."""
+
+    def __init__(self, spans: list[Span]):
+        self._spans = spans
+        self._next = 0
+
+    def take(self, until: float) -> list[Span]:
+        """The spans not yet taken that end at or before ``until`` seconds."""
+        end = self._next
+        while end < len(self._spans) and self._spans[end].end <= until + 1e-9:
+            end += 1
+        taken, self._next = self._spans[self._next : end], end
+        return taken
+
+
+def _chunk_bounds(total: int, rate: int, width: int, pacing: Pacing) -> list[tuple[int, int]]:
+    """Byte ranges of the chunks of ``total`` bytes of audio."""
+    size = max(1, round(pacing.chunk_ms / 1000.0 * rate)) * width
+    cuts = list(range(size, total, size))
+    if pacing.unaligned_chunks and width > 1:
+        # Move every other cut off the sample grid, as the real server may.
+        cuts = [c + 1 if i % 2 == 0 else c for i, c in enumerate(cuts)]
+    return [(a, b) for a, b in itertools.pairwise([0, *cuts, total]) if b > a]

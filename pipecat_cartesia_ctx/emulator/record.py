@@ -1,0 +1,191 @@
+#
+# Copyright (c) 2026, pipecat-cartesia-ctx contributors
+#
+# SPDX-License-Identifier: BSD 2-Clause License
+#
+
+"""What the emulator received and sent, per connection and per context, for tests to read."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..protocol import CartesiaTimeoutError
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    """One generation request as received.
+
+    Parameters:
+        kind: ``"push"``, ``"flush"`` or ``"close"``.
+        transcript: Its text (possibly empty).
+    """
+
+    kind: Literal["push", "flush", "close"]
+    transcript: str
+
+
+@dataclass
+class ContextRecord:
+    """Everything the emulator saw and did for one context.
+
+    Parameters:
+        context_id: The context.
+        connection: The `ConnectionRecord.number` of the connection it was opened on.
+        requests: Every request for the context, as decoded JSON, in order.
+        inputs: Generation requests, in order.
+        cancelled: A cancel was received.
+        done: ``done`` was sent.
+        events: Types of the messages sent, in order.
+        audio_bytes: Bytes of audio sent, by flush id.
+        words: Words reported in timestamps, in order.
+        flush_done_ids: Ids of the ``flush_done`` events sent, in order.
+        errors: Error events sent, as wire objects.
+        events_after_cancel: Messages sent after the cancel arrived.
+    """
+
+    context_id: str
+    connection: int
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    inputs: list[InputRecord] = field(default_factory=list)
+    cancelled: bool = False
+    done: bool = False
+    events: list[str] = field(default_factory=list)
+    audio_bytes: dict[int, int] = field(default_factory=dict)
+    words: list[str] = field(default_factory=list)
+    flush_done_ids: list[int] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    events_after_cancel: list[str] = field(default_factory=list)
+
+    @property
+    def transcript(self) -> str:
+        """Every input's text, concatenated verbatim as the server reads it."""
+        return "".join(i.transcript for i in self.inputs)
+
+    @property
+    def pushes(self) -> list[str]:
+        """Texts of the non-empty inputs, in order."""
+        return [i.transcript for i in self.inputs if i.transcript]
+
+    @property
+    def flushes(self) -> int:
+        """Manual flushes received."""
+        return sum(i.kind == "flush" for i in self.inputs)
+
+    @property
+    def closed(self) -> bool:
+        """A ``continue: false`` input was received."""
+        return any(i.kind == "close" for i in self.inputs)
+
+    @property
+    def total_audio_bytes(self) -> int:
+        """All audio bytes sent for the context."""
+        return sum(self.audio_bytes.values())
+
+
+@dataclass
+class ConnectionRecord:
+    """One accepted WebSocket connection.
+
+    Parameters:
+        number: Its number, counting connections from 0 over the emulator's life.
+        request_id: The id the emulator gave it (sent in error events).
+        path: The request path, query included.
+        cartesia_version: The version asked for (query wins over header).
+        auth: How the client authenticated: ``"x-api-key"``, ``"bearer"``,
+            ``"api_key"``, ``"access_token"``, or None when no key is configured
+            and none was given.
+        user_agent: The client's User-Agent header.
+        messages_received: Text frames received.
+        chunks_sent: Chunks sent.
+        close_code: Close code, once closed.
+        close_reason: Close reason, once closed.
+    """
+
+    number: int
+    request_id: str
+    path: str
+    cartesia_version: str | None
+    auth: str | None
+    user_agent: str | None = None
+    messages_received: int = 0
+    chunks_sent: int = 0
+    close_code: int | None = None
+    close_reason: str | None = None
+    closed: bool = False
+
+
+class EmulatorRecord:
+    """The emulator's record of connections and contexts, with a way to await changes.
+
+    Parameters:
+        limit: Contexts kept; the oldest are forgotten beyond it, so a
+            long-running emulator does not grow without bound.
+    """
+
+    def __init__(self, limit: int = 1000):
+        self.limit = limit
+        self.contexts: OrderedDict[str, ContextRecord] = OrderedDict()
+        self.connections: list[ConnectionRecord] = []
+        self.rejected_connections: list[tuple[int, str]] = []
+        self._changed = asyncio.Event()
+
+    def context(self, context_id: str) -> ContextRecord:
+        """The record of one context.
+
+        Raises:
+            KeyError: If the emulator never saw the context (or forgot it).
+        """
+        return self.contexts[context_id]
+
+    def clear(self) -> None:
+        """Forget everything recorded so far (open connections keep counting)."""
+        self.contexts.clear()
+        self.rejected_connections.clear()
+        self.changed()
+
+    def open_context(self, context_id: str, connection: int) -> ContextRecord:
+        """The record of a context, created on first sight."""
+        record = self.contexts.get(context_id)
+        if record is None:
+            record = self.contexts[context_id] = ContextRecord(context_id, connection)
+            while len(self.contexts) > self.limit:
+                self.contexts.popitem(last=False)
+        return record
+
+    def open_connection(self, record: ConnectionRecord) -> None:
+        """Add a connection, forgetting the oldest beyond the limit."""
+        self.connections.append(record)
+        del self.connections[: -self.limit]
+        self.changed()
+
+    def changed(self) -> None:
+        """Wake everyone waiting in `wait_for`."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for(
+        self, predicate: Callable[[EmulatorRecord], bool], timeout: float = 5.0
+    ) -> None:
+        """Wait until ``predicate(record)`` holds.
+
+        Args:
+            predicate: Checked now and after every change to the record.
+            timeout: Seconds to wait at most.
+
+        Raises:
+            CartesiaTimeoutError: If it does not hold in time.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate(self):
+                    await self._changed.wait()
+        except TimeoutError:
+            raise CartesiaTimeoutError(
+                f"emulator record did not reach the expected state in {timeout} s"
+            ) from None

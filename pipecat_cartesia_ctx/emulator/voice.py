@@ -1,0 +1,245 @@
+#
+# Copyright (c) 2026, pipecat-cartesia-ctx contributors
+#
+# SPDX-License-Identifier: BSD 2-Clause License
+#
+
+"""A deterministic synthetic voice: audible, speech-like, and predictable from the text.
+
+Each word becomes a voiced sound (a pitched harmonic tone shaped by two
+formants, with one amplitude bump per syllable and a short noise onset) whose
+length follows the word's length; words are separated by short silences,
+longer after commas and sentence ends. The same text at the same sample rate
+always gives the same samples, so tests can predict audio length and word
+timestamps from the text alone, and ``<break time="..."/>`` tags become silence.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# Self-closing Cartesia tags (<break .../>, <emotion .../>, <speed .../>, <volume .../>):
+# they are instructions, not words.
+_SELF_CLOSING_TAG = re.compile(r"<\s*(\w+)\b[^<>]*/\s*>")
+_BREAK_TIME = re.compile(r"""time\s*=\s*["']?\s*([\d.]+)\s*(ms|s)?""", re.IGNORECASE)
+_ANY_TAG = re.compile(r"<[^<>]*>")
+_CJK = re.compile(
+    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]"
+)
+_VOWELS = re.compile(r"[aeiouy]+", re.IGNORECASE)
+# ASCII and CJK sentence ends; clause marks include em and en dashes and CJK commas.
+_SENTENCE_END = (".", "!", "?", "\u3002", "\uff01", "\uff1f")
+_CLAUSE_END = (",", ";", ":", "\u2014", "\u2013", "\u3001", "\uff0c")
+_CLOSING_QUOTES = "\"')]}\u00bb\u201d\u2019"
+
+# First and second formant (Hz) by the word's first vowel.
+_FORMANTS = {
+    "a": (730, 1090),
+    "e": (530, 1840),
+    "i": (270, 2290),
+    "o": (570, 840),
+    "u": (300, 870),
+    "y": (300, 2000),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A word or phoneme and where it sounds, in seconds from the start of the context."""
+
+    text: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Speech:
+    """The voice's output for one piece of text.
+
+    Parameters:
+        samples: Mono float32 samples in [-1, 1].
+        words: Each spoken word, as sent (whitespace tokens, punctuation attached).
+        phonemes: One pseudo-phoneme per letter of each word.
+    """
+
+    samples: np.ndarray
+    words: list[Span]
+    phonemes: list[Span]
+
+
+class SyntheticVoice:
+    """Deterministic speech-like synthesis with predictable timing.
+
+    Parameters:
+        word_base_s: Duration of a word before its letters are counted.
+        letter_s: Added duration per letter or digit.
+        gap_s: Silence after every word.
+        clause_pause_s: Extra silence after ``,`` ``;`` ``:`` and dashes.
+        sentence_pause_s: Extra silence after ``.`` ``!`` ``?``.
+        amplitude: Peak amplitude of a word.
+    """
+
+    def __init__(
+        self,
+        *,
+        word_base_s: float = 0.08,
+        letter_s: float = 0.055,
+        gap_s: float = 0.04,
+        clause_pause_s: float = 0.15,
+        sentence_pause_s: float = 0.3,
+        amplitude: float = 0.4,
+    ):
+        self.word_base_s = word_base_s
+        self.letter_s = letter_s
+        self.gap_s = gap_s
+        self.clause_pause_s = clause_pause_s
+        self.sentence_pause_s = sentence_pause_s
+        self.amplitude = amplitude
+
+    def word_duration(self, word: str, speed: float = 1.0) -> float:
+        """Seconds of sound for one word (tags excluded), before the gap after it."""
+        letters = sum(ch.isalnum() for ch in _ANY_TAG.sub("", word))
+        if not letters:
+            return 0.0
+        return (self.word_base_s + self.letter_s * letters) / speed
+
+    def pause_after(self, word: str, speed: float = 1.0) -> float:
+        """Seconds of silence after a word, by its final punctuation."""
+        stripped = _ANY_TAG.sub("", word).rstrip(_CLOSING_QUOTES)
+        pause = self.gap_s
+        if stripped.endswith(_SENTENCE_END):
+            pause += self.sentence_pause_s
+        elif stripped.endswith(_CLAUSE_END):
+            pause += self.clause_pause_s
+        return pause / speed
+
+    def plan(self, text: str, speed: float = 1.0) -> list[tuple[str | None, float, float]]:
+        """Lay the text out in time: ``(word or None for silence, sound, pause)`` items.
+
+        Args:
+            text: The text, possibly with Cartesia tags.
+            speed: Speaking rate multiplier (``generation_config.speed``).
+
+        Returns:
+            The plan, in order.
+        """
+        items: list[tuple[str | None, float, float]] = []
+        pos = 0
+        for tag in _SELF_CLOSING_TAG.finditer(text):
+            items += self._plan_words(text[pos : tag.start()], speed)
+            if tag.group(1).lower() == "break":
+                seconds = _break_seconds(tag.group(0))
+                if seconds:
+                    items.append((None, 0.0, seconds))
+            pos = tag.end()
+        return items + self._plan_words(text[pos:], speed)
+
+    def _plan_words(self, text: str, speed: float) -> list[tuple[str | None, float, float]]:
+        items: list[tuple[str | None, float, float]] = []
+        for token in text.split():
+            # Chinese and Japanese come back one character per token, punctuation included.
+            for part in list(token) if _CJK.search(token) else [token]:
+                # A token with no letters (a lone dash) is still a word of the
+                # timestamps, with no sound of its own.
+                items.append((part, self.word_duration(part, speed), self.pause_after(part, speed)))
+        return items
+
+    def synthesize(
+        self,
+        text: str,
+        sample_rate: int,
+        *,
+        offset_samples: int = 0,
+        generation_config: Mapping[str, Any] | None = None,
+    ) -> Speech:
+        """Speak ``text``.
+
+        Args:
+            text: The text.
+            sample_rate: Output sample rate.
+            offset_samples: Samples of this context already produced, so the
+                timestamps run on from earlier audio.
+            generation_config: ``speed`` scales durations, ``volume`` the amplitude.
+
+        Returns:
+            Samples and word and phoneme timestamps, exact to the sample.
+        """
+        config = generation_config or {}
+        speed = float(config.get("speed") or 1.0)
+        gain = min(self.amplitude * float(config.get("volume") or 1.0), 1.0)
+        plan = self.plan(text, speed)
+        bounds: list[tuple[str | None, int, int]] = []
+        t = 0.0
+        for word, sound, pause in plan:
+            start = round(t * sample_rate)
+            end = round((t + sound) * sample_rate)
+            bounds.append((word, start, end))
+            t += sound + pause
+        total = round(t * sample_rate)
+        samples = np.zeros(total, dtype=np.float32)
+        words: list[Span] = []
+        phonemes: list[Span] = []
+        for word, start, end in bounds:
+            if word is None:
+                continue
+            if end > start:
+                samples[start:end] = self._word_sound(word, end - start, sample_rate) * gain
+            t0 = (offset_samples + start) / sample_rate
+            t1 = (offset_samples + end) / sample_rate
+            words.append(Span(word, t0, t1))
+            letters = [ch.lower() for ch in _ANY_TAG.sub("", word) if ch.isalnum()]
+            if not letters:
+                continue
+            step = (t1 - t0) / len(letters)
+            phonemes += [Span(p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(letters)]
+        return Speech(samples=samples, words=words, phonemes=phonemes)
+
+    @staticmethod
+    def _word_sound(word: str, n: int, sample_rate: int) -> np.ndarray:
+        seed = zlib.crc32(word.lower().encode("utf-8"))
+        rng = np.random.default_rng(seed)
+        t = np.arange(n, dtype=np.float64) / sample_rate
+        duration = n / sample_rate
+        # Pitch between 100 and 180 Hz, falling a little over the word, as speech does.
+        f0 = 100.0 + seed % 80
+        freq = f0 * (1.08 - 0.16 * t / max(duration, 1e-9))
+        phase = 2 * np.pi * np.cumsum(freq) / sample_rate
+        vowel = _VOWELS.search(word)
+        f1, f2 = _FORMANTS.get(vowel.group(0)[0].lower() if vowel else "a", _FORMANTS["a"])
+        nyquist = sample_rate / 2
+        tone = np.zeros(n)
+        for k in range(1, 16):
+            fk = k * f0
+            if fk >= nyquist * 0.9:
+                break
+            gain = np.exp(-(((fk - f1) / 250.0) ** 2)) + 0.6 * np.exp(-(((fk - f2) / 350.0) ** 2))
+            tone += (gain + 0.05 / k) * np.sin(k * phase)
+        syllables = max(1, len(_VOWELS.findall(word)))
+        envelope = np.abs(np.sin(np.pi * syllables * t / max(duration, 1e-9))) ** 0.7
+        edge = min(n, max(1, int(0.01 * sample_rate)))
+        ramp = np.linspace(0.0, 1.0, edge)
+        envelope[:edge] *= ramp
+        envelope[n - edge :] *= ramp[::-1]
+        onset = np.zeros(n)
+        burst = min(n, int(0.025 * sample_rate))
+        onset[:burst] = rng.standard_normal(burst) * np.linspace(0.5, 0.0, burst)
+        sound = tone * envelope + onset
+        peak = float(np.max(np.abs(sound))) or 1.0
+        return (sound / peak).astype(np.float32)
+
+
+def _break_seconds(tag: str) -> float:
+    match = _BREAK_TIME.search(tag)
+    if not match:
+        return 0.0
+    try:
+        value = float(match.group(1))
+    except ValueError:
+        return 0.0
+    return value / 1000.0 if (match.group(2) or "s").lower() == "ms" else value

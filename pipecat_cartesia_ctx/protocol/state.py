@@ -1,0 +1,143 @@
+#
+# Copyright (c) 2026, pipecat-cartesia-ctx contributors
+#
+# SPDX-License-Identifier: BSD 2-Clause License
+#
+
+"""The life of one Cartesia context as an explicit state machine.
+
+The client feeds it what it sends; the emulator feeds it what it receives.
+Both therefore agree on what is legal: input after a close is refused with the
+same typed error on both sides, and flush ids are counted the same way.
+
+```
+NEW --push/flush--> OPEN --close--> CLOSING --done--> DONE
+ |                   |                 |
+ +----- cancel ------+-----------------+--> CANCELLED
+ +----- error -------+-----------------+--> FAILED
+```
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from .errors import ContextClosedError, ContextFieldChangedError
+from .messages import GenerationRequest
+
+
+class ContextPhase(Enum):
+    """Where a context is in its life."""
+
+    NEW = "new"
+    OPEN = "open"
+    CLOSING = "closing"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+_FINISHED = frozenset({ContextPhase.DONE, ContextPhase.CANCELLED, ContextPhase.FAILED})
+
+
+class ContextState:
+    """Per-context protocol state: phase, locked fields, and manual flush count.
+
+    Parameters:
+        context_id: The context's id.
+    """
+
+    def __init__(self, context_id: str):
+        self.context_id = context_id
+        self.phase = ContextPhase.NEW
+        self.flushes = 0
+        self.inputs = 0
+        self._locked: tuple | None = None
+
+    def __repr__(self) -> str:
+        return f"ContextState({self.context_id!r}, {self.phase.value}, flushes={self.flushes})"
+
+    @property
+    def accepts_input(self) -> bool:
+        """True while generation requests are legal."""
+        return self.phase in (ContextPhase.NEW, ContextPhase.OPEN)
+
+    @property
+    def finished(self) -> bool:
+        """True once done, cancelled or failed: nothing more comes for this context."""
+        return self.phase in _FINISHED
+
+    @property
+    def current_flush_id(self) -> int:
+        """The flush id that audio of text sent now will carry (starts at 1)."""
+        return self.flushes + 1
+
+    def input(self, request: GenerationRequest) -> int | None:
+        """Apply one generation request; nothing changes if it is refused.
+
+        Args:
+            request: The request, sent (client) or received (emulator).
+
+        Returns:
+            For a flush, the flush id of the segment it closes; else None.
+
+        Raises:
+            ContextClosedError: The context no longer accepts input.
+            ContextFieldChangedError: A locked field differs from the first input's.
+        """
+        if not self.accepts_input:
+            raise ContextClosedError(
+                f"context is {self.phase.value}; it accepts no more input",
+                context_id=self.context_id,
+            )
+        locked = request.locked()
+        if self._locked is not None and locked != self._locked:
+            changed = [
+                name
+                for name, before, now in zip(
+                    request.LOCKED_FIELDS, self._locked, locked, strict=True
+                )
+                if before != now
+            ]
+            raise ContextFieldChangedError(
+                f"{', '.join(changed)} cannot change within a context; open a new context",
+                context_id=self.context_id,
+            )
+        self._locked = locked
+        self.inputs += 1
+        closed_flush = None
+        if request.flush:
+            self.flushes += 1
+            closed_flush = self.flushes
+        self.phase = ContextPhase.OPEN if request.continue_ else ContextPhase.CLOSING
+        return closed_flush
+
+    def cancel(self) -> bool:
+        """Cancel the context.
+
+        Returns:
+            False if it had already finished (the cancel changes nothing).
+        """
+        return self._finish(ContextPhase.CANCELLED)
+
+    def done(self) -> bool:
+        """Mark all output sent or received.
+
+        Returns:
+            False if it had already finished.
+        """
+        return self._finish(ContextPhase.DONE)
+
+    def fail(self) -> bool:
+        """Mark the context ended by an error.
+
+        Returns:
+            False if it had already finished.
+        """
+        return self._finish(ContextPhase.FAILED)
+
+    def _finish(self, phase: ContextPhase) -> bool:
+        if self.finished:
+            return False
+        self.phase = phase
+        return True
