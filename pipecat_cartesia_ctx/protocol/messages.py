@@ -649,8 +649,9 @@ def event_to_wire(event: ServerEvent, *, legacy_errors: bool = False) -> dict[st
             "data": base64.b64encode(event.audio).decode("ascii"),
             "done": False,
             "status_code": STATUS_PARTIAL,
-            "step_time": event.step_time if event.step_time is not None else 0.0,
         }
+        if event.step_time is not None:
+            msg["step_time"] = event.step_time
         if event.flush_id is not None:
             msg["flush_id"] = event.flush_id
         return msg

@@ -1,0 +1,353 @@
+"""The emulator's generation semantics, over real loopback sockets with our client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from helpers import MODEL, S16_24K, VOICE, collect, new_context
+
+from pipecat_cartesia_ctx.audio import encode_float, to_pcm16
+from pipecat_cartesia_ctx.client import CartesiaConnection
+from pipecat_cartesia_ctx.emulator import Behavior, Pacing, SyntheticVoice
+from pipecat_cartesia_ctx.protocol import (
+    ENCODINGS,
+    SAMPLE_RATES,
+    Chunk,
+    Done,
+    FlushDone,
+    PhonemeTimestamps,
+    Timestamps,
+)
+
+VOICE_MODEL = SyntheticVoice()
+
+
+def audio_of(events, flush_id=None) -> bytes:
+    return b"".join(
+        e.audio
+        for e in events
+        if isinstance(e, Chunk) and (flush_id is None or e.flush_id == flush_id)
+    )
+
+
+def words_of(events) -> list[str]:
+    return [w for e in events if isinstance(e, Timestamps) for w in e.words]
+
+
+def shape(events) -> list[tuple[str, int | None]]:
+    """Event types with flush ids, consecutive duplicates collapsed."""
+    out: list[tuple[str, int | None]] = []
+    for e in events:
+        item = (e.type, getattr(e, "flush_id", None))
+        if not out or out[-1] != item:
+            out.append(item)
+    return out
+
+
+async def test_golden_trace(conn, emu):
+    ctx = new_context(conn, language="en")
+    await ctx.push("Stay hungry, ")
+    assert await ctx.flush() == 1
+    await ctx.push("stay foolish.")
+    await ctx.no_more_inputs()
+    events = await collect(ctx)
+
+    assert shape(events) == [
+        ("chunk", 1),
+        ("timestamps", 1),
+        ("chunk", 1),
+        ("timestamps", 1),
+        ("chunk", 1),
+        ("flush_done", 1),
+        ("chunk", 2),
+        ("timestamps", 2),
+        ("chunk", 2),
+        ("timestamps", 2),
+        ("chunk", 2),
+        ("done", None),
+    ]
+    assert words_of(events) == ["Stay", "hungry,", "stay", "foolish."]
+    ts = [e for e in events if isinstance(e, Timestamps)]
+    # Timestamps run on across the flush, from the start of the context's audio.
+    assert ts[2].start[0] > ts[1].end[-1]
+    assert ts[2].start[0] == pytest.approx(len(audio_of(events, 1)) / 2 / 24000)
+    record = emu.record.context(ctx.context_id)
+    assert [(i.kind, i.transcript) for i in record.inputs] == [
+        ("push", "Stay hungry, "),
+        ("flush", ""),
+        ("push", "stay foolish."),
+        ("close", ""),
+    ]
+    assert record.flush_done_ids == [1]
+    assert record.done and record.audio_bytes == {
+        1: len(audio_of(events, 1)),
+        2: len(audio_of(events, 2)),
+    }
+
+
+async def test_flush_ids_count_1_2_3_and_each_flush_done_follows_its_audio(conn):
+    ctx = new_context(conn)
+    sentences = ["First one. ", "Second sentence here. ", "Third and last."]
+    for i, sentence in enumerate(sentences, start=1):
+        await ctx.push(sentence)
+        assert await ctx.flush() == i
+    await ctx.no_more_inputs()
+    events = await collect(ctx)
+
+    assert [(e.type, e.flush_id) for e in events if isinstance(e, FlushDone)] == [
+        ("flush_done", 1),
+        ("flush_done", 2),
+        ("flush_done", 3),
+    ]
+    order = [(e.type, getattr(e, "flush_id", None)) for e in events if e.type != "timestamps"]
+    for fid in (1, 2, 3):
+        done_at = order.index(("flush_done", fid))
+        chunk_positions = [i for i, item in enumerate(order) if item == ("chunk", fid)]
+        assert chunk_positions, f"segment {fid} has audio"
+        assert max(chunk_positions) < done_at, "flush_done comes after the segment's last chunk"
+        assert all(item[1] != fid + 1 for item in order[:done_at]), "no later audio before it"
+    assert isinstance(events[-1], Done)
+    # Each segment is exactly the voice's rendering of its sentence.
+    offset = 0
+    for fid, sentence in enumerate(sentences, start=1):
+        speech = VOICE_MODEL.synthesize(sentence, 24000, offset_samples=offset)
+        offset += len(speech.samples)
+        assert audio_of(events, fid) == encode_float(speech.samples, "pcm_s16le")
+
+
+async def test_flush_with_nothing_pending_still_gets_flush_done(conn):
+    ctx = new_context(conn)
+    assert await ctx.flush() == 1
+    await ctx.push("Now some text.")
+    assert await ctx.flush() == 2
+    await ctx.no_more_inputs()
+    events = await collect(ctx)
+    assert shape(events)[0] == ("flush_done", 1)
+    assert [e.flush_id for e in events if isinstance(e, FlushDone)] == [1, 2]
+    assert audio_of(events, 1) == b"" and audio_of(events, 2)
+
+
+async def test_inputs_are_concatenated_verbatim(conn, emu):
+    glued = new_context(conn)  # managed buffering: text waits for a sentence end
+    await glued.push("Stay hungry,")
+    await glued.push("stay foolish.")
+    await glued.no_more_inputs()
+    spaced = new_context(conn)
+    await spaced.push("Stay hungry, ")
+    await spaced.push("stay foolish.")
+    await spaced.no_more_inputs()
+
+    assert words_of(await collect(glued)) == ["Stay", "hungry,stay", "foolish."]
+    assert words_of(await collect(spaced)) == ["Stay", "hungry,", "stay", "foolish."]
+    assert emu.record.context(glued.context_id).transcript == "Stay hungry,stay foolish."
+
+
+async def test_managed_buffering_generates_complete_sentences_and_holds_the_rest(conn, emu):
+    ctx = new_context(conn, max_buffer_delay_ms=5000)
+    await ctx.push("One two. Three")
+    events = []
+    async for event in ctx.receive(timeout=5):
+        events.append(event)
+        if isinstance(event, Timestamps) and "two." in event.words:
+            break
+    # "Three" has no sentence end after it: it waits (up to 5 s) for more text.
+    assert words_of(events) == ["One", "two."]
+    assert emu.record.context(ctx.context_id).words == ["One", "two."]
+    await ctx.push(" four.")
+    await ctx.no_more_inputs()
+    rest = await collect(ctx)
+    assert words_of(rest) == ["Three", "four."]
+
+
+async def test_managed_buffering_releases_unfinished_text_after_the_delay(conn):
+    ctx = new_context(conn, max_buffer_delay_ms=300)
+    sent = time.monotonic()
+    await ctx.push("no sentence end here")
+    first = await anext(aiter(ctx.receive(timeout=5)))
+    waited = time.monotonic() - sent
+    assert isinstance(first, Chunk)
+    assert waited >= 0.29, "text without a sentence end waits for max_buffer_delay_ms"
+    await ctx.cancel()
+
+
+async def test_zero_buffer_delay_generates_each_input_at_once(conn):
+    ctx = new_context(conn, max_buffer_delay_ms=0)
+    await ctx.push("no sentence end")
+    events = []
+    async for event in ctx.receive(timeout=2):
+        events.append(event)
+        if isinstance(event, Timestamps) and "end" in event.words:
+            break
+    assert words_of(events) == ["no", "sentence", "end"]
+    await ctx.no_more_inputs()
+    assert isinstance((await collect(ctx))[-1], Done)
+
+
+async def test_two_contexts_interleave_on_one_socket_and_stay_apart(make_emulator):
+    emu = await make_emulator(pacing=Pacing(first_chunk_ms=0, speed=20.0, chunk_ms=20))
+    texts = {"a": "Alpha speaks first, quite a long line.", "b": "Bravo answers at once."}
+    async with await CartesiaConnection.connect(api_key="k", url=emu.url) as conn:
+        contexts = {k: new_context(conn, context_id=f"ctx-{k}") for k in texts}
+        for key, ctx in contexts.items():
+            await ctx.push(texts[key])
+            await ctx.no_more_inputs()
+        arrivals: list[str] = []
+
+        async def drain(key):
+            events = []
+            async for event in contexts[key].receive(timeout=5):
+                events.append(event)
+                if isinstance(event, Chunk):
+                    arrivals.append(key)
+            return events
+
+        results = dict(zip(texts, await asyncio.gather(*(drain(k) for k in texts)), strict=True))
+
+    switches = sum(1 for x, y in zip(arrivals, arrivals[1:], strict=False) if x != y)
+    assert switches >= 3, f"chunks of the two contexts interleave: {''.join(arrivals)}"
+    for key, text in texts.items():
+        expected = encode_float(VOICE_MODEL.synthesize(text, 24000).samples, "pcm_s16le")
+        assert audio_of(results[key]) == expected
+        assert all(e.context_id == f"ctx-{key}" for e in results[key])
+        assert emu.record.context(f"ctx-{key}").total_audio_bytes == len(expected)
+
+
+@pytest.mark.parametrize("rate", SAMPLE_RATES)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+async def test_every_encoding_and_rate_has_the_right_byte_layout(conn, encoding, rate):
+    text = "Testing one, two."
+    ctx = new_context(
+        conn, output_format={"container": "raw", "encoding": encoding, "sample_rate": rate}
+    )
+    await ctx.push(text)
+    await ctx.no_more_inputs()
+    events = await collect(ctx)
+    data = audio_of(events)
+    speech = VOICE_MODEL.synthesize(text, rate)
+    width = {"pcm_f32le": 4, "pcm_s16le": 2, "pcm_mulaw": 1, "pcm_alaw": 1}[encoding]
+    assert len(data) == len(speech.samples) * width
+    assert data == encode_float(speech.samples, encoding)
+    pcm = np.frombuffer(to_pcm16(data, encoding), dtype="<i2").astype(np.float64) / 32768
+    # Decoded, it is the voice's signal again (within G.711's companding error).
+    assert np.max(np.abs(pcm - speech.samples)) < 0.02
+    last = [e for e in events if isinstance(e, Timestamps)][-1]
+    assert last.end[-1] <= len(speech.samples) / rate
+
+
+async def test_timestamps_mark_where_the_audio_sounds(conn):
+    text = "Hello there, general Kenobi. You are a bold one."
+    ctx = new_context(conn, add_phoneme_timestamps=True)
+    await ctx.push(text)
+    await ctx.no_more_inputs()
+    events = await collect(ctx)
+    pcm = np.frombuffer(audio_of(events), dtype="<i2").astype(np.float64) / 32768
+    ts = [e for e in events if isinstance(e, Timestamps)]
+    assert words_of(events) == text.split()
+    spans = [(s, e) for t in ts for s, e in zip(t.start, t.end, strict=True)]
+
+    def rms(a, b):
+        seg = pcm[int(a * 24000) : int(b * 24000)]
+        return float(np.sqrt(np.mean(seg**2))) if len(seg) else 0.0
+
+    for start, end in spans:
+        assert rms(start, end) > 0.05, "a word is audible"
+    for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False):
+        assert rms(end + 0.002, next_start - 0.002) < 1e-3, "between words is silence"
+    phonemes = [
+        (p, s, e)
+        for t in events
+        if isinstance(t, PhonemeTimestamps)
+        for p, s, e in zip(t.phonemes, t.start, t.end, strict=True)
+    ]
+    assert "".join(p for p, _, _ in phonemes) == "".join(ch.lower() for ch in text if ch.isalnum())
+    assert phonemes[0][1] == spans[0][0]
+    for _, start, end in phonemes:
+        assert any(a - 1e-9 <= start and end <= b + 1e-9 for a, b in spans), "inside a word"
+
+
+async def test_timestamps_are_sent_as_their_words_audio_is_sent(conn):
+    ctx = new_context(conn)
+    await ctx.push("A fairly long sentence made of many words for streaming.")
+    await ctx.no_more_inputs()
+    heard = 0.0
+    async for event in ctx.receive(timeout=5):
+        if isinstance(event, Chunk):
+            heard += len(event.audio) / 2 / 24000
+        elif isinstance(event, Timestamps):
+            assert max(event.end) <= heard + 1e-6, "never reported before its audio"
+    assert heard > 0
+
+
+async def test_break_tags_are_silence_and_not_words(conn):
+    ctx = new_context(conn)
+    await ctx.push('Wait <break time="500ms"/> now.')
+    await ctx.no_more_inputs()
+    events = await collect(ctx)
+    ts = [e for e in events if isinstance(e, Timestamps)]
+    assert words_of(events) == ["Wait", "now."]
+    gap = ts[-1].start[-1] - ts[0].end[0]
+    assert gap == pytest.approx(0.5 + VOICE_MODEL.gap_s, abs=1e-3)
+
+
+async def test_generation_config_speed_changes_the_next_input(conn):
+    ctx = new_context(conn, max_buffer_delay_ms=0)
+    await ctx.push("Same words here.")
+    assert await ctx.flush() == 1
+    await ctx.push("Same words here.", generation_config={"speed": 1.5, "volume": 0.5})
+    await ctx.no_more_inputs()
+    events = await collect(ctx)
+    normal, fast = len(audio_of(events, 1)), len(audio_of(events, 2))
+    assert fast / normal == pytest.approx(1 / 1.5, rel=0.01)
+
+
+async def test_implicit_flush_numbers_every_input_when_switched_on(make_emulator):
+    emu = await make_emulator(behavior=Behavior(implicit_flush=True))
+    async with await CartesiaConnection.connect(api_key="k", url=emu.url) as conn:
+        ctx = new_context(conn, max_buffer_delay_ms=0)
+        await ctx.push("First. ")
+        await ctx.push("Second. ")
+        await ctx.no_more_inputs()
+        events = await collect(ctx)
+    assert shape(events)[-1] == ("done", None)
+    assert [e.flush_id for e in events if isinstance(e, FlushDone)] == [1, 2]
+    assert audio_of(events, 1) and audio_of(events, 2)
+
+
+async def test_flush_done_before_done_when_switched_on(make_emulator):
+    emu = await make_emulator(behavior=Behavior(flush_done_at_close=True))
+    async with await CartesiaConnection.connect(api_key="k", url=emu.url) as conn:
+        ctx = new_context(conn)
+        await ctx.push("Only segment.")
+        await ctx.no_more_inputs()
+        events = await collect(ctx)
+    assert [e.type for e in events if not isinstance(e, Chunk | Timestamps)] == [
+        "flush_done",
+        "done",
+    ]
+
+
+async def test_unaligned_chunks_still_add_up_to_whole_samples(make_emulator):
+    emu = await make_emulator(
+        pacing=Pacing(first_chunk_ms=0, speed=float("inf"), unaligned_chunks=True)
+    )
+    async with await CartesiaConnection.connect(api_key="k", url=emu.url) as conn:
+        ctx = new_context(conn)
+        await ctx.push("Odd byte counts please.")
+        await ctx.no_more_inputs()
+        events = await collect(ctx)
+    sizes = [len(e.audio) for e in events if isinstance(e, Chunk)]
+    assert any(s % 2 for s in sizes), "some chunks end inside a sample"
+    assert sum(sizes) % 2 == 0
+    expected = VOICE_MODEL.synthesize("Odd byte counts please.", 24000).samples
+    assert audio_of(events) == encode_float(expected, "pcm_s16le")
+
+
+async def test_voice_shapes_and_model_ids_are_accepted(conn):
+    for voice in (VOICE, {"id": VOICE}, {"mode": "id", "id": VOICE}):
+        ctx = conn.context(model_id=MODEL, voice=voice, output_format=S16_24K)
+        await ctx.push("Hi.")
+        await ctx.no_more_inputs()
+        assert isinstance((await collect(ctx))[-1], Done)
