@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -108,7 +109,7 @@ def test_converter_carries_partial_samples_across_arbitrary_cuts(encoding, sampl
     whole = to_pcm16(data, encoding)
     edges = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
     converter = Pcm16Converter(encoding)
-    pieces = [converter.convert(data[a:b]) for a, b in zip(edges, edges[1:], strict=False)]
+    pieces = [converter.convert(data[a:b]) for a, b in itertools.pairwise(edges)]
     assert b"".join(pieces) == whole
     assert converter.pending == 0
 
@@ -123,4 +124,5 @@ def test_converter_reports_and_forgets_a_dangling_partial_sample():
 
 def test_float_to_pcm16_is_little_endian_int16():
     out = float_to_pcm16(np.array([0.25]))
-    assert out.dtype == np.dtype("<i2") and out.tobytes() == (8192).to_bytes(2, "little")
+    assert out.dtype == np.dtype("<i2")
+    assert out.tobytes() == (8192).to_bytes(2, "little")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import numpy as np
@@ -82,7 +83,8 @@ async def test_golden_trace(conn, emu):
         ("close", ""),
     ]
     assert record.flush_done_ids == [1]
-    assert record.done and record.audio_bytes == {
+    assert record.done
+    assert record.audio_bytes == {
         1: len(audio_of(events, 1)),
         2: len(audio_of(events, 2)),
     }
@@ -127,7 +129,8 @@ async def test_flush_with_nothing_pending_still_gets_flush_done(conn):
     events = await collect(ctx)
     assert shape(events)[0] == ("flush_done", 1)
     assert [e.flush_id for e in events if isinstance(e, FlushDone)] == [1, 2]
-    assert audio_of(events, 1) == b"" and audio_of(events, 2)
+    assert audio_of(events, 1) == b""
+    assert audio_of(events, 2)
 
 
 async def test_inputs_are_concatenated_verbatim(conn, emu):
@@ -206,7 +209,7 @@ async def test_two_contexts_interleave_on_one_socket_and_stay_apart(make_emulato
 
         results = dict(zip(texts, await asyncio.gather(*(drain(k) for k in texts)), strict=True))
 
-    switches = sum(1 for x, y in zip(arrivals, arrivals[1:], strict=False) if x != y)
+    switches = sum(1 for x, y in itertools.pairwise(arrivals) if x != y)
     assert switches >= 3, f"chunks of the two contexts interleave: {''.join(arrivals)}"
     for key, text in texts.items():
         expected = encode_float(VOICE_MODEL.synthesize(text, 24000).samples, "pcm_s16le")
@@ -254,7 +257,7 @@ async def test_timestamps_mark_where_the_audio_sounds(conn):
 
     for start, end in spans:
         assert rms(start, end) > 0.05, "a word is audible"
-    for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (next_start, _) in itertools.pairwise(spans):
         assert rms(end + 0.002, next_start - 0.002) < 1e-3, "between words is silence"
     phonemes = [
         (p, s, e)
@@ -313,7 +316,8 @@ async def test_implicit_flush_numbers_every_input_when_switched_on(make_emulator
         events = await collect(ctx)
     assert shape(events)[-1] == ("done", None)
     assert [e.flush_id for e in events if isinstance(e, FlushDone)] == [1, 2]
-    assert audio_of(events, 1) and audio_of(events, 2)
+    assert audio_of(events, 1)
+    assert audio_of(events, 2)
 
 
 async def test_flush_done_before_done_when_switched_on(make_emulator):

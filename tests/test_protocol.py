@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -139,7 +140,8 @@ def test_server_event_round_trips(event):
 def test_legacy_error_shape_keeps_status_message_and_context(event):
     wire = json.loads(encode_event(event, legacy_errors=True))
     assert wire["error"] == event.message
-    assert "title" not in wire and "error_code" not in wire
+    assert "title" not in wire
+    assert "error_code" not in wire
     parsed = parse_event(json.dumps(wire))
     assert (parsed.status_code, parsed.message, parsed.context_id) == (
         event.status_code,
@@ -278,10 +280,8 @@ def test_protocol_error_names_the_context_when_it_can():
 
 @given(st.text(max_size=300))
 def test_any_text_parses_or_raises_protocol_error(raw):
-    try:
+    with contextlib.suppress(ProtocolError):
         parse_event(raw)
-    except ProtocolError:
-        pass
 
 
 json_values = st.recursive(
@@ -301,10 +301,8 @@ json_values = st.recursive(
     )
 )
 def test_any_shaped_known_event_parses_or_raises_protocol_error(obj):
-    try:
+    with contextlib.suppress(ProtocolError):
         parse_event(json.dumps(obj))
-    except ProtocolError:
-        pass
 
 
 @given(
@@ -328,18 +326,22 @@ def test_any_shaped_known_event_parses_or_raises_protocol_error(obj):
     )
 )
 def test_any_shaped_request_parses_or_raises_invalid_request(obj):
-    try:
+    with contextlib.suppress(InvalidRequestError):
         parse_request(json.dumps(obj))
-    except InvalidRequestError:
-        pass
+
+
+def _format(container="raw", encoding="pcm_s16le", sample_rate=8000):
+    return {
+        "output_format": {"container": container, "encoding": encoding, "sample_rate": sample_rate}
+    }
 
 
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"output_format": {"container": "mp3", "encoding": "pcm_s16le", "sample_rate": 8000}}, "container"),
-        ({"output_format": {"container": "raw", "encoding": "opus", "sample_rate": 8000}}, "encoding"),
-        ({"output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 11025}}, "sample_rate"),
+        (_format(container="mp3"), "container"),
+        (_format(encoding="opus"), "encoding"),
+        (_format(sample_rate=11025), "sample_rate"),
         ({"max_buffer_delay_ms": 6000}, "max_buffer_delay_ms"),
         ({"generation_config": {"speed": 3.0}}, "speed"),
         ({"generation_config": {"volume": 0.1}}, "volume"),
@@ -347,7 +349,7 @@ def test_any_shaped_request_parses_or_raises_invalid_request(obj):
         ({"transcript": 5}, "transcript"),
         ({"model_id": None}, "model_id"),
     ],
-)  # fmt: skip
+)
 def test_invalid_requests_name_the_field_and_the_context(change, field):
     obj = {
         "context_id": "ctx-1",
@@ -430,15 +432,18 @@ def _request(**changes):
 
 def test_state_counts_flushes_from_one_and_closes():
     state = ContextState("c")
-    assert state.phase is ContextPhase.NEW and state.current_flush_id == 1
+    assert state.phase is ContextPhase.NEW
+    assert state.current_flush_id == 1
     assert state.input(_request()) is None
     assert state.phase is ContextPhase.OPEN
     assert state.input(_request().flushed()) == 1
     assert state.input(_request().flushed()) == 2
     assert state.current_flush_id == 3
     state.input(_request().closed())
-    assert state.phase is ContextPhase.CLOSING and not state.accepts_input
-    assert state.done() and state.phase is ContextPhase.DONE
+    assert state.phase is ContextPhase.CLOSING
+    assert not state.accepts_input
+    assert state.done()
+    assert state.phase is ContextPhase.DONE
     assert not state.cancel(), "cancelling a finished context changes nothing"
 
 
@@ -453,7 +458,8 @@ def test_input_after_the_end_is_refused_without_changing_state(end):
     phase, flushes = state.phase, state.flushes
     with pytest.raises(ContextClosedError) as info:
         state.input(_request().flushed())
-    assert info.value.context_id == "c" and info.value.error_code == "context_closed"
+    assert info.value.context_id == "c"
+    assert info.value.error_code == "context_closed"
     assert (state.phase, state.flushes) == (phase, flushes)
 
 
@@ -463,5 +469,6 @@ def test_locked_fields_cannot_change_but_generation_config_can():
     state.input(_request(generation_config={"speed": 1.2, "emotion": "excited"}))
     with pytest.raises(ContextFieldChangedError) as info:
         state.input(_request(output_format=OutputFormat("pcm_s16le", 8000), language="fr"))
-    assert "output_format" in str(info.value) and "language" in str(info.value)
+    assert "output_format" in str(info.value)
+    assert "language" in str(info.value)
     assert state.inputs == 2
