@@ -422,14 +422,20 @@ class CartesiaContext:
         await self._send_input(self._template.closed())
 
     async def cancel(self) -> None:
-        """Cancel the context; its `receive` ends, and any event of it still arriving is dropped.
+        """Cancel the context: `receive` ends at once and yields nothing more.
 
-        Cancelling a finished context does nothing. Safe on a closed connection.
+        Events already received but not yet consumed are dropped, and so is
+        any event of the context still arriving (the server may go on sending
+        the audio it was generating). Cancelling a finished context does
+        nothing. Safe on a closed connection.
         """
         sent_anything = self.phase is not ContextPhase.NEW
         if not self._state.cancel():
             return
         self._connection._context_finished(self, DROP_CANCELLED_CONTEXT)
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self._connection.dropped[DROP_CANCELLED_CONTEXT] += 1
         self._queue.put_nowait(_CANCELLED)
         if sent_anything and not self._connection.closed:
             # If the connection dies meanwhile, the context died with it: nothing to cancel.
