@@ -148,6 +148,14 @@ async def test_inputs_are_concatenated_verbatim(conn, emu):
     assert emu.record.context(glued.context_id).transcript == "Stay hungry,stay foolish."
 
 
+async def test_cartesias_documented_concatenation_example(conn):
+    ctx = new_context(conn)
+    await ctx.push("Hello, world!")
+    await ctx.push("How are you?")
+    await ctx.no_more_inputs()
+    assert words_of(await collect(ctx)) == ["Hello,", "world!How", "are", "you?"]
+
+
 async def test_managed_buffering_generates_complete_sentences_and_holds_the_rest(conn, emu):
     ctx = new_context(conn, max_buffer_delay_ms=5000)
     await ctx.push("One two. Three")
