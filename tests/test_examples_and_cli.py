@@ -1,0 +1,154 @@
+"""The examples run offline and show what they claim; the emulator's command line works."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import collect, new_context
+
+from pipecat_cartesia_ctx.client import CartesiaConnection
+from pipecat_cartesia_ctx.protocol import Done
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFLINE_ENV = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA_")}
+
+
+def run_example(name: str, out: Path, *extra: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), "--out", str(out), "--no-play", *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=OFFLINE_ENV,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Offline: using the local Cartesia emulator" in result.stdout
+    return result.stdout
+
+
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 24000)
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    assert len(samples) > 24000 // 2, "at least half a second"
+    assert np.sqrt(np.mean((samples / 32768.0) ** 2)) > 0.01, "audible"
+    return samples
+
+
+def test_two_contexts_example_keeps_interleaved_audio_apart(tmp_path):
+    out = run_example("two_contexts.py", tmp_path)
+    switches = int(re.search(r"switched context (\d+) times", out).group(1))
+    assert switches > 0
+    left = read_wav(tmp_path / "context_left.wav")
+    right = read_wav(tmp_path / "context_right.wav")
+    assert not np.array_equal(left[: len(right)], right[: len(left)])
+    assert "'demo-left'" in out
+    assert "'demo-right'" in out
+
+
+def test_manual_flush_example_separates_audio_by_flush_id(tmp_path):
+    out = run_example("manual_flush.py", tmp_path, "--fast")
+    for flush_id in (1, 2, 3):
+        assert f"flush_done flush_id={flush_id}:" in out
+        read_wav(tmp_path / f"segment_{flush_id}.wav")
+    assert out.index("flush_done flush_id=1") < out.index("flush_done flush_id=2")
+    assert "words ['Welcome', 'back', 'to', 'the', 'show.']" in out
+
+
+def test_realtime_streaming_example_writes_a_wav_without_ffplay(tmp_path):
+    out = run_example("realtime_streaming.py", tmp_path, "--fast")
+    assert "first audio" in out
+    assert "responsive." in out
+    assert out.rstrip().splitlines()[-1].startswith("  wrote")
+    read_wav(tmp_path / "realtime.wav")
+
+
+def test_continuations_example_shows_verbatim_concatenation(tmp_path):
+    out = run_example("continuations.py", tmp_path, "--fast")
+    assert "'Sonic.', 'How'" in out
+    assert "'Hello,my'" in out
+    assert "'Sonic.How'" in out
+    read_wav(tmp_path / "continuation.wav")
+    read_wav(tmp_path / "continuation_glued.wav")
+
+
+def test_response_handling_example_shows_every_event_and_a_typed_error(tmp_path):
+    out = run_example("response_handling.py", tmp_path, "--fast")
+    counts = dict(re.findall(r"(\w+)=(\d+)", out.split("event counts:")[1].splitlines()[0]))
+    assert set(counts) == {"chunk", "timestamps", "phoneme_timestamps", "flush_done", "done"}
+    assert "error event -> ModelNotFoundError: [400 model_not_found]" in out
+    assert "ends with: done" in out
+    read_wav(tmp_path / "response.wav")
+
+
+# -- the emulator's command line ----------------------------------------------
+
+
+async def test_the_emulator_cli_serves_until_interrupted():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pipecat_cartesia_ctx.emulator",
+        "--port",
+        "0",
+        "--speed",
+        "0",
+        "--first-chunk-ms",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=OFFLINE_ENV,
+    )
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        url = re.search(r"(ws://127\.0\.0\.1:\d+/tts/websocket)", line).group(1)
+        async with await CartesiaConnection.connect(api_key="k", url=url) as conn:
+            ctx = new_context(conn)
+            await ctx.push("From the command line.")
+            await ctx.no_more_inputs()
+            assert isinstance((await collect(ctx))[-1], Done)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(proc.communicate(), 10)
+        assert proc.returncode == 0
+        assert "stopped" in rest.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_the_console_script_is_installed_and_documents_its_knobs():
+    script = Path(sys.executable).parent / "cartesia-emulator"
+    if not script.exists():
+        pytest.skip("console script not installed (package not installed in this environment)")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for option in ("--port", "--api-key", "--first-chunk-ms", "--speed", "--cancel", "--idle-timeout"):
+        assert option in result.stdout
+
+
+def test_the_cli_reports_a_port_in_use_clearly(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "pipecat_cartesia_ctx.emulator", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
