@@ -69,7 +69,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(__doc__.strip())
         return 2
-    if sys.version_info < (3, 11):
+    # dev.py runs under whatever python3 is on the PATH, which may predate the project's minimum.
+    if sys.version_info < (3, 11):  # noqa: UP036
         print("dev.py: Python 3.11 or newer is required", file=sys.stderr)
         return 2
     python = _environment()

@@ -133,7 +133,14 @@ def test_the_console_script_is_installed_and_documents_its_knobs():
         pytest.skip("console script not installed (package not installed in this environment)")
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
-    for option in ("--port", "--api-key", "--first-chunk-ms", "--speed", "--cancel", "--idle-timeout"):
+    for option in (
+        "--port",
+        "--api-key",
+        "--first-chunk-ms",
+        "--speed",
+        "--cancel",
+        "--idle-timeout",
+    ):
         assert option in result.stdout
 
 
