@@ -44,6 +44,8 @@ from pipecat_cartesia_ctx.protocol import (
 )
 
 ids = st.text(min_size=1, max_size=40)
+# A voice id may be any string with something other than whitespace in it.
+voice_ids = ids.filter(str.strip)
 times = st.floats(min_value=0, max_value=1e4, allow_nan=False, allow_infinity=False)
 maybe_flush_id = st.none() | st.integers(min_value=1, max_value=10**6)
 formats = st.builds(OutputFormat, st.sampled_from(ENCODINGS), st.sampled_from(SAMPLE_RATES))
@@ -60,7 +62,7 @@ requests = st.builds(
     GenerationRequest,
     context_id=ids,
     model_id=st.sampled_from(["sonic-3", "sonic-3.5", "sonic-latest"]),
-    voice=ids.map(normalize_voice),
+    voice=voice_ids.map(normalize_voice),
     output_format=formats,
     transcript=st.text(max_size=200),
     continue_=st.booleans(),
@@ -122,6 +124,13 @@ events = st.one_of(
 @given(requests)
 def test_generation_request_round_trips(request):
     assert parse_request(request.encode()) == request
+
+
+@given(voice_ids)
+def test_a_blank_voice_id_is_refused_and_any_other_is_kept(voice_id):
+    assert normalize_voice(voice_id)["id"] == voice_id
+    with pytest.raises(InvalidRequestError, match="voice id"):
+        normalize_voice(" " * len(voice_id))
 
 
 @given(ids)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from websockets.asyncio.server import ServerConnection
@@ -65,6 +66,9 @@ class Session:
         self._ws = ws
         self._legacy_errors = legacy_errors
         self._contexts: dict[str, EmulatedContext] = {}
+        # Every context task, including those of finished contexts that may still be
+        # sending the rest of a cancelled segment: all end with the connection.
+        self._tasks: set[asyncio.Task] = set()
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._loop = asyncio.get_running_loop()
         self._last_activity = self._loop.time()
@@ -100,11 +104,11 @@ class Session:
         finally:
             self._closing = True
             watchdog.cancel()
-            tasks = [watchdog]
             for context in list(self._contexts.values()):
                 context.cancel()
-                context.task.cancel()
-                tasks.append(context.task)
+            tasks = [watchdog, *self._tasks]
+            for task in tasks:
+                task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.record.closed = True
             self.record.close_code = self._ws.close_code
@@ -170,6 +174,13 @@ class Session:
         self._finished[context.context_id] = None
         while len(self._finished) > _FINISHED_MEMORY:
             self._finished.popitem(last=False)
+
+    def start_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task:
+        """Run a context's output task, owned by this connection."""
+        task = self._loop.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _send_error(self, error: CartesiaAPIError, record: ContextRecord | None = None):
         await self._send(Error.from_exception(error, request_id=self.record.request_id), record)
