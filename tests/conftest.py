@@ -12,7 +12,6 @@ from loguru import logger
 from pipecat_cartesia_ctx.client import CartesiaConnection
 from pipecat_cartesia_ctx.emulator import CartesiaEmulator, Pacing
 
-
 # `pytest --hypothesis-profile=thorough` for a long property-testing run.
 settings.register_profile("thorough", max_examples=3000, deadline=None)
 

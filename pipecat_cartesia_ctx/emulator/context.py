@@ -286,28 +286,14 @@ class EmulatedContext:
         """Report the words (and phonemes) whose audio has been sent entirely."""
         if self._stopped(flush_id):
             return
-        if self._request.add_timestamps and (spans := words.take(until)):
-            await self._host.send(
-                Timestamps(
-                    self.context_id,
-                    tuple(s.text for s in spans),
-                    tuple(s.start for s in spans),
-                    tuple(s.end for s in spans),
-                    flush_id,
-                ),
-                self,
-            )
-        if self._request.add_phoneme_timestamps and (spans := phonemes.take(until)):
-            await self._host.send(
-                PhonemeTimestamps(
-                    self.context_id,
-                    tuple(s.text for s in spans),
-                    tuple(s.start for s in spans),
-                    tuple(s.end for s in spans),
-                    flush_id,
-                ),
-                self,
-            )
+        wanted = (
+            (self._request.add_timestamps, words, Timestamps),
+            (self._request.add_phoneme_timestamps, phonemes, PhonemeTimestamps),
+        )
+        for asked, cursor, event in wanted:
+            if asked and (spans := cursor.take(until)):
+                texts, starts, ends = zip(*((s.text, s.start, s.end) for s in spans), strict=True)
+                await self._host.send(event(self.context_id, texts, starts, ends, flush_id), self)
 
 
 class _Cursor:
