@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 from loguru import logger
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from .protocol import (
     DEFAULT_CARTESIA_VERSION,
@@ -85,7 +85,7 @@ class CartesiaConnection:
     """One WebSocket to Cartesia, carrying any number of contexts at once.
 
     Create it with `connect`. The API key is sent in a header only; it is not
-    kept, logged, or shown in ``repr`` or in error texts.
+    logged, nor shown in ``repr`` or in error texts.
 
     Parameters:
         ws: The open socket.
@@ -148,9 +148,10 @@ class CartesiaConnection:
             )
         except InvalidStatus as e:
             raise _upgrade_error(e, where) from None
-        except (OSError, TimeoutError, InvalidHandshake) as e:
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as e:
+            detail = str(e).replace(url, where)  # some errors quote the URL, query and all
             raise CartesiaConnectionError(
-                f"cannot connect to {where}: {type(e).__name__}: {e}"
+                f"cannot connect to {where}: {type(e).__name__}: {detail}"
             ) from None
         logger.debug(f"Connected to Cartesia at {where} (version {cartesia_version})")
         return cls(ws, url=url, cartesia_version=cartesia_version)

@@ -285,6 +285,10 @@ async def test_the_key_never_shows_in_repr_urls_or_errors(emu):
     with pytest.raises(CartesiaConnectionError) as info:
         await CartesiaConnection.connect("k", "ws://127.0.0.1:1/tts/websocket?api_key=leaky-key")
     assert "leaky-key" not in str(info.value)
+    with pytest.raises(CartesiaConnectionError) as info:
+        await CartesiaConnection.connect("k", "http://127.0.0.1/tts/websocket?api_key=leaky-key")
+    assert "InvalidURI" in str(info.value)
+    assert "leaky-key" not in str(info.value)
 
 
 async def test_generation_config_can_change_per_push(emu, conn):

@@ -105,6 +105,7 @@ class ConnectionRecord:
         chunks_sent: Chunks sent.
         close_code: Close code, once closed.
         close_reason: Close reason, once closed.
+        closed: The connection has closed and everything it held is freed.
     """
 
     number: int
