@@ -6,9 +6,10 @@
 
 """Continuations: inputs on one context are joined verbatim, so the sender owns the spaces.
 
-One sentence is sent in four parts on one context; Cartesia reads it as one
-sentence with continuous prosody. The same parts without their spaces are
-read glued together: the word timestamps show exactly what the server read.
+Two sentences are sent in four parts on one context; Cartesia reads them with
+continuous prosody. The same parts without their spaces are read glued
+together wherever the server was still buffering ("Hello,my", "Ihelp"): the
+word timestamps show exactly what the server read.
 
     python examples/continuations.py [--out out]
 """

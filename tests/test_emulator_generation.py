@@ -148,12 +148,27 @@ async def test_inputs_are_concatenated_verbatim(conn, emu):
     assert emu.record.context(glued.context_id).transcript == "Stay hungry,stay foolish."
 
 
-async def test_cartesias_documented_concatenation_example(conn):
+async def test_cartesias_documented_concatenation_example(conn, emu):
     ctx = new_context(conn)
     await ctx.push("Hello, world!")
     await ctx.push("How are you?")
     await ctx.no_more_inputs()
-    assert words_of(await collect(ctx)) == ["Hello,", "world!How", "are", "you?"]
+    # A chunk ending with terminal punctuation is complete and spoken at once...
+    assert words_of(await collect(ctx)) == ["Hello,", "world!", "How", "are", "you?"]
+    # ...but the context's transcript is the verbatim concatenation.
+    assert emu.record.context(ctx.context_id).transcript == "Hello, world!How are you?"
+
+
+async def test_a_complete_sentence_is_spoken_without_waiting_for_more(conn):
+    ctx = new_context(conn, max_buffer_delay_ms=5000)
+    await ctx.push("Hello, my name is Sonic.")
+    events = []
+    async for event in ctx.receive(timeout=2):  # far less than the 5 s buffer delay
+        events.append(event)
+        if isinstance(event, Timestamps) and "Sonic." in event.words:
+            break
+    assert words_of(events) == ["Hello,", "my", "name", "is", "Sonic."]
+    await ctx.cancel()
 
 
 async def test_managed_buffering_generates_complete_sentences_and_holds_the_rest(conn, emu):

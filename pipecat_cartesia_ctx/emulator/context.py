@@ -41,12 +41,11 @@ from .voice import Span, Speech, SyntheticVoice
 if TYPE_CHECKING:
     from .record import ContextRecord
 
-# Text is ready for generation at a sentence end followed by whitespace, or at
-# a newline (protocol doc, 4.2). A sentence end at the very end of the text
-# received so far is not ready yet: the next input may continue it, which is
-# how Cartesia's documented "Hello, world!" + "How are you?" reads "world!How".
-# A flush, a close or the buffer delay releases everything anyway.
-_READY = re.compile(r"[.!?](?=\s)|\n")
+# Text is ready for generation at a sentence end followed by whitespace or by
+# the end of the input received so far, or at a newline (protocol doc, 4.2;
+# Cartesia: a chunk ending with terminal punctuation is treated as complete).
+# Anything else waits for more text, a flush, a close or the buffer delay.
+_READY = re.compile(r"[.!?](?=\s|$)|\n")
 
 
 class ContextHost(Protocol):
