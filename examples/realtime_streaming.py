@@ -59,6 +59,16 @@ async def start_player():
     )  # fmt: skip
 
 
+async def play(player, audio: bytes) -> bool:
+    """Feed audio to ffplay; False once it has gone away."""
+    try:
+        player.stdin.write(audio)
+        await player.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    return True
+
+
 async def main():
     """Run the example."""
     args = parse_args(__doc__)
@@ -88,9 +98,9 @@ async def main():
                     first_audio = now
                     print(f"[{now:5.2f}s] first audio")
                 audio += event.audio
-                if player:
-                    player.stdin.write(event.audio)
-                    await player.stdin.drain()
+                if player and not await play(player, event.audio):
+                    print("ffplay stopped (no audio device?): going on with the WAV only")
+                    player = None
             elif isinstance(event, Timestamps):
                 print(f"[{now:5.2f}s] spoken: {' '.join(event.words)}")
             elif isinstance(event, Done):
@@ -103,6 +113,7 @@ async def main():
     if player:
         player.stdin.close()
         await player.wait()
+        print(f"ffplay finished with exit code {player.returncode}")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,46 @@ def test_realtime_streaming_example_writes_a_wav_without_ffplay(tmp_path):
     read_wav(tmp_path / "realtime.wav")
 
 
+@pytest.mark.parametrize(
+    ("player", "expected"),
+    [
+        ('cat > "$FAKE_FFPLAY_OUT"', "ffplay finished with exit code 0"),
+        ("exit 1", "ffplay stopped (no audio device?): going on with the WAV only"),
+    ],
+)
+def test_realtime_streaming_plays_through_ffplay_and_survives_its_failure(
+    tmp_path, player, expected
+):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "ffplay"
+    fake.write_text(f"#!/bin/sh\n{player}\n")
+    fake.chmod(0o755)
+    played = tmp_path / "played.raw"
+    env = {**OFFLINE_ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env["FAKE_FFPLAY_OUT"] = str(played)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "realtime_streaming.py"),
+            "--out",
+            str(tmp_path),
+            "--fast",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Playing live through ffplay" in result.stdout
+    assert expected in result.stdout
+    wav = read_wav(tmp_path / "realtime.wav")
+    if played.exists():
+        assert played.read_bytes() == wav.tobytes(), "ffplay got exactly the audio of the WAV"
+
+
 def test_continuations_example_shows_verbatim_concatenation(tmp_path):
     out = run_example("continuations.py", tmp_path, "--fast")
     assert "'Sonic.', 'How'" in out
