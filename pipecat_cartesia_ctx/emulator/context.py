@@ -241,7 +241,11 @@ class EmulatedContext:
         )
         self._offset_samples += len(speech.samples)
         seconds_per_byte = 0.0 if math.isinf(pacing.speed) else 1.0 / (rate * width * pacing.speed)
-        start = max(segment.released_at + pacing.first_chunk_ms / 1000.0, self._next_free)
+        # Audio cannot go out before it is rendered: a slow render delays the start, it
+        # never compresses the pacing into a burst.
+        start = max(
+            segment.released_at + pacing.first_chunk_ms / 1000.0, self._next_free, loop.time()
+        )
         self._next_free = start + len(data) * seconds_per_byte
         words = _Cursor(speech.words)
         phonemes = _Cursor(speech.phonemes)
