@@ -48,6 +48,16 @@ def shape(events) -> list[tuple[str, int | None]]:
     return out
 
 
+async def until_word(ctx, word: str, timeout: float = 5.0) -> list:
+    """The context's events up to the timestamps that report ``word``."""
+    events = []
+    async for event in ctx.receive(timeout=timeout):
+        events.append(event)
+        if isinstance(event, Timestamps) and word in event.words:
+            return events
+    raise AssertionError(f"the context ended before {word!r} was spoken")
+
+
 async def test_golden_trace(conn, emu):
     ctx = new_context(conn, language="en")
     await ctx.push("Stay hungry, ")
@@ -162,11 +172,8 @@ async def test_cartesias_documented_concatenation_example(conn, emu):
 async def test_a_complete_sentence_is_spoken_without_waiting_for_more(conn):
     ctx = new_context(conn, max_buffer_delay_ms=5000)
     await ctx.push("Hello, my name is Sonic.")
-    events = []
-    async for event in ctx.receive(timeout=2):  # far less than the 5 s buffer delay
-        events.append(event)
-        if isinstance(event, Timestamps) and "Sonic." in event.words:
-            break
+    # Within 2 s: far less than the 5 s buffer delay.
+    events = await until_word(ctx, "Sonic.", timeout=2)
     assert words_of(events) == ["Hello,", "my", "name", "is", "Sonic."]
     await ctx.cancel()
 
@@ -174,11 +181,7 @@ async def test_a_complete_sentence_is_spoken_without_waiting_for_more(conn):
 async def test_managed_buffering_generates_complete_sentences_and_holds_the_rest(conn, emu):
     ctx = new_context(conn, max_buffer_delay_ms=5000)
     await ctx.push("One two. Three")
-    events = []
-    async for event in ctx.receive(timeout=5):
-        events.append(event)
-        if isinstance(event, Timestamps) and "two." in event.words:
-            break
+    events = await until_word(ctx, "two.", timeout=5)
     # "Three" has no sentence end after it: it waits (up to 5 s) for more text.
     assert words_of(events) == ["One", "two."]
     assert emu.record.context(ctx.context_id).words == ["One", "two."]
@@ -202,11 +205,7 @@ async def test_managed_buffering_releases_unfinished_text_after_the_delay(conn):
 async def test_zero_buffer_delay_generates_each_input_at_once(conn):
     ctx = new_context(conn, max_buffer_delay_ms=0)
     await ctx.push("no sentence end")
-    events = []
-    async for event in ctx.receive(timeout=2):
-        events.append(event)
-        if isinstance(event, Timestamps) and "end" in event.words:
-            break
+    events = await until_word(ctx, "end", timeout=2)
     assert words_of(events) == ["no", "sentence", "end"]
     await ctx.no_more_inputs()
     assert isinstance((await collect(ctx))[-1], Done)

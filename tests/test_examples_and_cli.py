@@ -22,14 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 OFFLINE_ENV = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA_")}
 
 
-def run_example(name: str, out: Path, *extra: str) -> str:
+def run_example(name: str, out: Path, *extra: str, play: bool = False, env=None) -> str:
+    command = [sys.executable, str(ROOT / "examples" / name), "--out", str(out), *extra]
+    if not play:
+        command.append("--no-play")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / name), "--out", str(out), "--no-play", *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=OFFLINE_ENV,
-        cwd=ROOT,
+        command, capture_output=True, text=True, timeout=120, env=env or OFFLINE_ENV, cwd=ROOT
     )
     assert result.returncode == 0, result.stderr
     assert "Offline: using the local Cartesia emulator" in result.stdout
@@ -91,23 +89,9 @@ def test_realtime_streaming_plays_through_ffplay_and_survives_its_failure(
     played = tmp_path / "played.raw"
     env = {**OFFLINE_ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     env["FAKE_FFPLAY_OUT"] = str(played)
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "examples" / "realtime_streaming.py"),
-            "--out",
-            str(tmp_path),
-            "--fast",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "Playing live through ffplay" in result.stdout
-    assert expected in result.stdout
+    out = run_example("realtime_streaming.py", tmp_path, "--fast", play=True, env=env)
+    assert "Playing live through ffplay" in out
+    assert expected in out
     wav = read_wav(tmp_path / "realtime.wav")
     if played.exists():
         assert played.read_bytes() == wav.tobytes(), "ffplay got exactly the audio of the WAV"

@@ -6,7 +6,8 @@
 
 """Sans-I/O core of Cartesia's TTS WebSocket contexts protocol.
 
-Messages (`messages`), the exception hierarchy (`errors`) and the per-context
+Client messages (`requests`), server events (`events`), shared constants and
+JSON framing (`wire`), the exception hierarchy (`errors`) and the per-context
 state machine (`state`). No I/O, no asyncio, no pipecat: the client and the
 emulator are both built on this package, so each message is defined once.
 """
@@ -37,7 +38,31 @@ from .errors import (
     ServerError,
     api_error,
 )
-from .messages import (
+from .events import (
+    Chunk,
+    Done,
+    Error,
+    FlushDone,
+    PhonemeTimestamps,
+    ServerEvent,
+    Timestamps,
+    UnknownEvent,
+    encode_event,
+    event_to_wire,
+    parse_event,
+    uses_structured_errors,
+)
+from .requests import (
+    CancelRequest,
+    ClientMessage,
+    GenerationRequest,
+    OutputFormat,
+    normalize_voice,
+    parse_request,
+    validate_generation_config,
+)
+from .state import ContextPhase, ContextState
+from .wire import (
     BYTES_PER_SAMPLE,
     DEFAULT_CARTESIA_VERSION,
     DEFAULT_MAX_BUFFER_DELAY_MS,
@@ -48,28 +73,8 @@ from .messages import (
     STATUS_PARTIAL,
     STRUCTURED_ERRORS_SINCE,
     WEBSOCKET_PATH,
-    CancelRequest,
-    Chunk,
-    ClientMessage,
-    Done,
     Encoding,
-    Error,
-    FlushDone,
-    GenerationRequest,
-    OutputFormat,
-    PhonemeTimestamps,
-    ServerEvent,
-    Timestamps,
-    UnknownEvent,
-    encode_event,
-    event_to_wire,
-    normalize_voice,
-    parse_event,
-    parse_request,
-    uses_structured_errors,
-    validate_generation_config,
 )
-from .state import ContextPhase, ContextState
 
 __all__ = [
     "BYTES_PER_SAMPLE",

@@ -23,7 +23,7 @@ from __future__ import annotations
 from enum import Enum
 
 from .errors import ContextClosedError, ContextFieldChangedError
-from .messages import GenerationRequest
+from .requests import GenerationRequest
 
 
 class ContextPhase(Enum):
