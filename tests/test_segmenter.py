@@ -1,0 +1,285 @@
+"""The segmenter: exact concatenation, word-boundary cuts, tag atomicity, flush points."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipecat_cartesia_ctx.segmenter import Flush, FlushOn, Push, Segmenter
+
+WORDS = ["hello", "world", "Mr.", "3.14", "U.S.", "e.g.", "J.", "well-known", "I", "it's", "42"]
+PUNCT = [".", "!", "?", ",", ";", ":", "...", "\u2026", '."', "?)"]
+TAGS = ['<break time="1s"/>', '<emotion value="excited" />', "<spell>A B C</spell>", "<<m|ɛ|t>>"]
+CJK = ["你好", "\u3002", "天气", "\uff01", "今日は", "\u3001"]
+SPACE = [" ", " ", " ", "  ", "\n", "\n\n", " - ", " \u2014 "]
+
+pieces = st.lists(
+    st.one_of(
+        st.sampled_from(WORDS),
+        st.sampled_from(PUNCT),
+        st.sampled_from(TAGS),
+        st.sampled_from(CJK),
+        st.sampled_from(SPACE),
+        st.text(alphabet="abc <>/.", max_size=4),
+    ),
+    max_size=40,
+).map("".join)
+
+
+def run(tokens, **kwargs):
+    segmenter = Segmenter(**kwargs)
+    actions = []
+    for token in tokens:
+        actions += segmenter.feed(token)
+    actions += segmenter.finish()
+    return actions
+
+
+def tokenize(text: str, cuts: list[int]) -> list[str]:
+    edges = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+    return [text[a:b] for a, b in itertools.pairwise(edges)]
+
+
+def pushed(actions) -> str:
+    return "".join(a.text for a in actions if isinstance(a, Push))
+
+
+def flush_positions(actions) -> list[int]:
+    positions, total = [], 0
+    for action in actions:
+        if isinstance(action, Push):
+            total += len(action.text)
+        else:
+            positions.append(total)
+    return positions
+
+
+def push_ends(actions) -> list[int]:
+    ends, total = [], 0
+    for action in actions:
+        if isinstance(action, Push):
+            total += len(action.text)
+            ends.append(total)
+    return ends
+
+
+def tag_spans(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in re.finditer(r"<<[^<>]*>>|<spell>.*?</spell>|<[A-Za-z/][^<>]*>", text)]
+
+
+modes = st.sampled_from(list(FlushOn))
+chunkings = st.lists(st.integers(0, 400), max_size=60)
+
+
+@given(pieces, chunkings, modes)
+def test_pushes_concatenate_to_exactly_the_turn_text(text, cuts, mode):
+    actions = run(tokenize(text, cuts), flush_on=mode)
+    expected = text.lstrip()
+    if any(ch.isalnum() for ch in expected):
+        assert pushed(actions) == expected
+    else:
+        assert actions == [], "a context is never opened with whitespace or punctuation only"
+
+
+@given(pieces, chunkings, modes)
+def test_cuts_fall_on_word_boundaries_and_never_inside_a_tag(text, cuts, mode):
+    actions = run(tokenize(text, cuts), flush_on=mode)
+    body = text.lstrip()
+    spans = tag_spans(body)
+    for end in push_ends(actions)[:-1]:
+        before = body[end - 1]
+        assert before.isspace() or re.match(r"[\u3000-\u9fff\uff00-\uffef]", before), (
+            f"cut inside a word at {end}: {body[:end]!r} | {body[end:]!r}"
+        )
+        assert not any(a < end < b for a, b in spans), f"cut inside a tag: {body!r} at {end}"
+
+
+@given(pieces, chunkings, modes)
+def test_flush_points_do_not_depend_on_how_the_text_is_tokenized(text, cuts, mode):
+    whole = flush_positions(run([text], flush_on=mode))
+    assert flush_positions(run(tokenize(text, cuts), flush_on=mode)) == whole
+
+
+@given(pieces, chunkings)
+def test_flushes_sit_at_sentence_ends_and_clause_mode_adds_clause_ends(text, cuts):
+    tokens = tokenize(text, cuts)
+    sentence = run(tokens, flush_on=FlushOn.SENTENCE)
+    clause = run(tokens, flush_on=FlushOn.CLAUSE)
+    body = text.lstrip()
+    for position in flush_positions(sentence):
+        ending = body[:position].rstrip()
+        assert re.search(r"[.!?\u3002\uff01\uff1f][\"')\]}\u00bb\u201d\u2019]*$", ending), ending
+    assert set(flush_positions(sentence)) <= set(flush_positions(clause))
+    assert flush_positions(run(tokens, flush_on=FlushOn.TURN)) == []
+
+
+@given(pieces, chunkings, modes)
+def test_actions_are_well_formed(text, cuts, mode):
+    actions = run(tokenize(text, cuts), flush_on=mode)
+    assert all(a.text for a in actions if isinstance(a, Push)), "no empty push"
+    if actions:
+        assert isinstance(actions[0], Push), "no flush before the first push"
+    for a, b in itertools.pairwise(actions):
+        assert not (isinstance(a, Flush) and isinstance(b, Flush)), "no empty segment"
+
+
+@given(pieces, chunkings)
+def test_the_first_push_has_three_words_or_ends_a_clause(text, cuts):
+    actions = run(tokenize(text, cuts))
+    if not actions:
+        return
+    first = actions[0].text
+    assert any(ch.isalnum() for ch in first)
+    words = [w for w in first.split() if any(ch.isalnum() for ch in w)]
+    # Some prefix of it ends a clause or a sentence (later words may ride along).
+    # (CJK punctuation needs no space after it; ASCII punctuation does.)
+    ends_clause = re.search(
+        r"[.!?,;:\u2026\u2014\u2013\-][\"')\]}\u00bb\u201d\u2019]*(\s|$)"
+        r"|[\u3001\u3002\uff01\uff0c\uff1a\uff1b\uff1f]",
+        first,
+    )
+    is_everything = first == text.lstrip()
+    assert len(words) >= 3 or ends_clause or is_everything, first
+
+
+# -- examples -------------------------------------------------------------------
+
+
+def segments(tokens, **kwargs) -> list[str]:
+    """Segment texts: pushes grouped by flushes (the last one closed by the turn's end)."""
+    out, current = [], ""
+    for action in run(tokens, **kwargs):
+        if isinstance(action, Push):
+            current += action.text
+        else:
+            out.append(current)
+            current = ""
+    return [*out, current] if current else out
+
+
+def test_three_sentences_streamed_in_small_tokens():
+    text = "Hello there, friend. How are you today? I am fine!"
+    tokens = [text[i : i + 3] for i in range(0, len(text), 3)]
+    assert segments(tokens) == ["Hello there, friend. ", "How are you today? ", "I am fine!"]
+
+
+def test_the_last_word_waits_for_its_end_and_words_are_never_split():
+    segmenter = Segmenter(first_push_words=1)
+    assert segmenter.feed("Hel") == []
+    assert segmenter.feed("lo wor") == [Push("Hello ")]
+    assert segmenter.feed("ld") == []
+    assert segmenter.pending == "world"
+    assert segmenter.finish() == [Push("world")]
+
+
+def test_the_first_push_waits_for_three_words_or_a_clause():
+    segmenter = Segmenter()
+    assert segmenter.feed("One two ") == []
+    assert segmenter.feed("three four") == [Push("One two three ")]
+    clause = Segmenter()
+    assert clause.feed("Hi, there") == [Push("Hi, ")]
+    configured = Segmenter(first_push_words=5)
+    assert configured.feed("a b c d ") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Mr. Smith arrived. He sat.", ["Mr. Smith arrived. ", "He sat."]),
+        ("It costs 3.14 dollars. Cheap.", ["It costs 3.14 dollars. ", "Cheap."]),
+        ("Use e.g. this one. Fine.", ["Use e.g. this one. ", "Fine."]),
+        ("J. R. R. Tolkien wrote it. Yes.", ["J. R. R. Tolkien wrote it. ", "Yes."]),
+        ("Steps:\n1. Open it.\n2. Close it.", ["Steps:\n1. Open it.\n", "2. Close it."]),
+        ('He said "Stop." Then he left.', ['He said "Stop." ', "Then he left."]),
+        ("Wait... what is this? Nothing.", ["Wait... what is this? ", "Nothing."]),
+        ("Really?! Yes.", ["Really?! ", "Yes."]),
+        ("你好\u3002今天天气很好\uff01", ["你好\u3002", "今天天气很好\uff01"]),
+    ],
+)
+def test_sentence_ends(text, expected):
+    assert segments([text]) == expected
+    assert segments(list(text)) == expected, "the same token by token"
+
+
+def test_clause_mode_and_first_clause_option():
+    text = "Well, the plan is simple; we go now. Then we rest - briefly \u2014 and leave."
+    assert segments([text], flush_on="clause") == [
+        "Well, ",
+        "the plan is simple; ",
+        "we go now. ",
+        "Then we rest - ",
+        "briefly \u2014 ",
+        "and leave.",
+    ]
+    assert segments([text], flush_first_clause=True) == [
+        "Well, ",
+        "the plan is simple; we go now. ",
+        "Then we rest - briefly \u2014 and leave.",
+    ]
+    assert segments([text], flush_on="turn") == [text]
+
+
+def test_numbers_with_commas_and_hyphenated_words_are_not_clause_ends():
+    assert segments(["We sold 1,000 well-known items, mostly. Done."], flush_on="clause") == [
+        "We sold 1,000 well-known items, ",
+        "mostly. ",
+        "Done.",
+    ]
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        '<break time="1s"/>',
+        '<emotion value="excited" />',
+        "<spell>A B C</spell>",
+        "<<m|\u025b|t|f|\u02c8|\u0254|\u0279>>",
+        '<speed ratio="1.2"/>',
+    ],
+)
+def test_tags_are_never_cut_even_streamed_character_by_character(tag):
+    text = f"Say this {tag} now please. Then more."
+    actions = run(list(text), first_push_words=1)
+    for end in push_ends(actions):
+        start = text.index(tag)
+        assert not start < end < start + len(tag)
+    assert pushed(actions) == text
+
+
+def test_an_open_tag_holds_text_until_it_closes():
+    segmenter = Segmenter(first_push_words=1)
+    assert segmenter.feed("Spell <spell>A B") == [Push("Spell ")]
+    assert segmenter.feed(" C</spell> done ") == [Push("<spell>A B C</spell> done ")]
+
+
+def test_a_lone_angle_bracket_is_text_and_a_runaway_tag_is_released():
+    assert segments(["if a < b then it works. Good."]) == ["if a < b then it works. ", "Good."]
+    segmenter = Segmenter(first_push_words=1)
+    runaway = "<b " + "word " * 80
+    actions = segmenter.feed("Start " + runaway)
+    assert pushed(actions).startswith("Start <b word")
+
+
+def test_punctuation_only_turns_open_nothing():
+    assert run(["...", " ", "!"]) == []
+    assert run(["  \n "]) == []
+
+
+def test_take_pending_moves_unpushed_text_elsewhere():
+    segmenter = Segmenter(first_push_words=1)
+    segmenter.feed("First sentence. Sec")
+    assert segmenter.take_pending() == "Sec"
+    assert segmenter.finish() == []
+    follower = Segmenter(first_push_words=1)
+    assert follower.feed("Sec" + "ond one. ") == [Push("Second one. "), Flush()]
+
+
+def test_segment_text_tracks_the_open_segment():
+    segmenter = Segmenter()
+    segmenter.feed("One two three. Four five six ")
+    assert segmenter.segment_text == "Four five six "
+    assert segmenter.pushed_any
