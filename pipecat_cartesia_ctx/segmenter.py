@@ -203,6 +203,10 @@ class Segmenter:
         safe = self._safe_cuts(buffer, final)
         best = 0
         for cut in safe:
+            if not final and buffer[:cut].isspace():
+                # Whitespace waits for the word it leads to: a server that numbers
+                # every input as a segment would count a whitespace-only input.
+                continue
             boundary = self._boundary_before(buffer, cut)
             if not self._pushed_any and not self._may_open(buffer[:cut], boundary):
                 continue

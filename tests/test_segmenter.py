@@ -120,7 +120,9 @@ def test_flushes_sit_at_sentence_ends_and_clause_mode_adds_clause_ends(text, cut
 @given(pieces, chunkings, modes)
 def test_actions_are_well_formed(text, cuts, mode):
     actions = run(tokenize(text, cuts), flush_on=mode)
-    assert all(a.text for a in actions if isinstance(a, Push)), "no empty push"
+    pushes = [a.text for a in actions if isinstance(a, Push)]
+    assert all(pushes), "no empty push"
+    assert not any(p.isspace() for p in pushes[:-1]), "only the last push may be whitespace"
     if actions:
         assert isinstance(actions[0], Push), "no flush before the first push"
     for a, b in itertools.pairwise(actions):
