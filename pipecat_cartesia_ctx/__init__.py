@@ -7,13 +7,55 @@
 """Cartesia streaming TTS over WebSocket contexts, for Pipecat, with a local Cartesia emulator.
 
 Layers, bottom up: `protocol` (sans-I/O wire format), `audio` (encoding
-conversion), `client` (asyncio connection and contexts), `emulator` (a local
-Cartesia server built on the same protocol module).
+conversion), `segmenter` and `ledger` (sans-I/O text segmentation and segment
+bookkeeping), `client` (asyncio connection and contexts), `service` (the
+Pipecat TTS service), and `emulator` (a local Cartesia server built on the
+same protocol module).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .client import CartesiaConnection, CartesiaContext
 from .protocol import CartesiaError
+from .segmenter import FlushOn
+
+if TYPE_CHECKING:
+    from .frames import (
+        CartesiaFlushDoneFrame,
+        CartesiaSegmentMetricsData,
+        CartesiaTTSAudioRawFrame,
+    )
+    from .service import CartesiaContextTTSService, CartesiaServiceStats
+
+# Names that need pipecat are loaded on first use, so the client and the
+# emulator start without importing pipecat.
+_LAZY = {
+    "CartesiaContextTTSService": "service",
+    "CartesiaServiceStats": "service",
+    "CartesiaFlushDoneFrame": "frames",
+    "CartesiaSegmentMetricsData": "frames",
+    "CartesiaTTSAudioRawFrame": "frames",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["CartesiaConnection", "CartesiaContext", "CartesiaError", "__version__"]
+__all__ = [
+    "CartesiaConnection",
+    "CartesiaContext",
+    "CartesiaContextTTSService",
+    "CartesiaError",
+    "CartesiaFlushDoneFrame",
+    "CartesiaSegmentMetricsData",
+    "CartesiaServiceStats",
+    "CartesiaTTSAudioRawFrame",
+    "FlushOn",
+    "__version__",
+]

@@ -105,6 +105,9 @@ class Segmenter:
             clause or sentence ends first. 0 or 1 pushes the first complete word.
         flush_first_clause: End the first segment at the first clause end, for
             a faster first audio; later segments end at sentences.
+        whole_segments: Push each segment in one piece when it is complete
+            (for ``max_buffer_delay_ms: 0``, where the server speaks each input
+            at once and expects whole phrases), instead of word by word.
     """
 
     def __init__(
@@ -113,10 +116,13 @@ class Segmenter:
         *,
         first_push_words: int = 3,
         flush_first_clause: bool = False,
+        whole_segments: bool = False,
     ):
         self.flush_on = FlushOn(flush_on)
         self.first_push_words = first_push_words
         self.flush_first_clause = flush_first_clause
+        self.whole_segments = whole_segments
+        self._flush_requested = False
         self._buffer = ""
         self._pushed = ""  # text pushed in the current (unflushed) segment
         self._pushed_any = False
@@ -163,6 +169,15 @@ class Segmenter:
         """
         return self._emit(final=True)
 
+    def flush_at_next_sentence(self) -> None:
+        """Flush at the next sentence end, whatever ``flush_on`` says (once)."""
+        self._flush_requested = True
+
+    def new_context(self) -> None:
+        """The next push opens a new context: the first-push rule applies again."""
+        self._pushed_any = False
+        self._buffer = self._buffer.lstrip()
+
     def take_pending(self) -> str:
         """Remove and return the text not pushed yet (to move it to another context)."""
         pending, self._buffer = self._buffer, ""
@@ -181,6 +196,7 @@ class Segmenter:
             if flush:
                 actions.append(Flush())
                 self._flushes += 1
+                self._flush_requested = False
                 self._pushed = ""
         return actions
 
@@ -215,6 +231,8 @@ class Segmenter:
             best = cut
         if final and best < len(buffer) and (self._pushed_any or _has_words(buffer)):
             return len(buffer), False
+        if self.whole_segments and not final:
+            return 0, False  # the segment goes out whole, at its flush or at the end
         return best, False
 
     def _may_open(self, text: str, boundary: str | None) -> bool:
@@ -224,6 +242,8 @@ class Segmenter:
         return boundary is not None or _word_count(text) >= max(self.first_push_words, 1)
 
     def _flushes_at(self, boundary: str) -> bool:
+        if self._flush_requested and boundary == "sentence":
+            return True
         if self.flush_on is FlushOn.TURN:
             return False
         if boundary == "sentence" or self.flush_on is FlushOn.CLAUSE:

@@ -285,3 +285,29 @@ def test_segment_text_tracks_the_open_segment():
     segmenter.feed("One two three. Four five six ")
     assert segmenter.segment_text == "Four five six "
     assert segmenter.pushed_any
+
+
+@given(pieces, chunkings, modes)
+def test_whole_segments_push_each_segment_in_one_piece(text, cuts, mode):
+    word_by_word = run(tokenize(text, cuts), flush_on=mode)
+    whole = run(tokenize(text, cuts), flush_on=mode, whole_segments=True)
+    assert pushed(whole) == pushed(word_by_word)
+    assert flush_positions(whole) == flush_positions(word_by_word)
+    # One push per segment: pushes and flushes alternate.
+    kinds = [type(a) for a in whole]
+    assert all(a is not b for a, b in itertools.pairwise(kinds))
+
+
+def test_a_requested_flush_comes_at_the_next_sentence_even_in_turn_mode():
+    segmenter = Segmenter(flush_on="turn")
+    assert segmenter.feed("One two three, four ") == [Push("One two three, four ")]
+    segmenter.flush_at_next_sentence()
+    assert segmenter.feed("five. Six seven. ") == [Push("five. "), Flush(), Push("Six seven. ")]
+
+
+def test_a_new_context_waits_for_three_words_again():
+    segmenter = Segmenter()
+    assert segmenter.feed("One two three. ") == [Push("One two three. "), Flush()]
+    segmenter.new_context()
+    assert segmenter.feed("Four five ") == []
+    assert segmenter.feed("six ") == [Push("Four five six ")]
