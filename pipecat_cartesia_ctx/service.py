@@ -27,7 +27,6 @@ from loguru import logger
 from pipecat.audio.resamplers.base_audio_resampler import BaseAudioResampler
 from pipecat.audio.utils import create_stream_resampler
 from pipecat.frames.frames import Frame, MetricsFrame, StartFrame, TTSStoppedFrame
-from pipecat.metrics.metrics import TTFBMetricsData, TTSUsageMetricsData
 from pipecat.services.cartesia.tts import (
     CartesiaTTSService,
     CartesiaTTSSettings,
@@ -112,7 +111,6 @@ class _Link:
     active: bool = False  # input sent
     closed: bool = False  # no_more_inputs sent
     done: bool = False  # all its events received
-    characters: int = 0
     audio_bytes: int = 0
     sent_at: dict[int, float] = field(default_factory=dict)
     first_audio_at: dict[int, float] = field(default_factory=dict)
@@ -260,7 +258,6 @@ class CartesiaContextTTSService(WebsocketTTSService):
         self._turns: dict[str, _Turn] = {}
         self._stats = CartesiaServiceStats()
         self._dropped_on_closed_connections = 0
-        self._ttfb_reported = False
 
     # -- pipecat service interface ------------------------------------------------
 
@@ -294,13 +291,26 @@ class CartesiaContextTTSService(WebsocketTTSService):
         await self._connect()
 
     async def start_ttfb_metrics(self, *, start_time: float | None = None):
-        """TTFB is measured on the wire here (first text sent to first chunk), not at playback."""
+        """Start TTFB at the turn's first text on the wire.
+
+        The base class starts TTFB when a turn's audio context opens, before the
+        first push (which waits for a few words); this service passes the
+        moment the first text was sent instead, and ignores the base's call.
+
+        Args:
+            start_time: Wall-clock time the first text was sent.
+        """
+        if start_time is not None:
+            await super().start_ttfb_metrics(start_time=start_time)
 
     async def stop_ttfb_metrics(self, *, end_time: float | None = None):
-        """TTFB is measured on the wire here (first text sent to first chunk), not at playback."""
+        """Stop TTFB at the turn's first chunk received, not when it is played.
 
-    async def start_tts_usage_metrics(self, text: str):
-        """Usage is the characters actually sent, reported as each context closes."""
+        Args:
+            end_time: Wall-clock time the first chunk arrived.
+        """
+        if end_time is not None:
+            await super().stop_ttfb_metrics(end_time=end_time)
 
     @traced_tts
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
@@ -451,7 +461,9 @@ class CartesiaContextTTSService(WebsocketTTSService):
                 whole_segments=self._max_buffer_delay_ms == 0,
             ),
             converter=Pcm16Converter(self._encoding),
-            resampler=create_stream_resampler(),
+            # A turn's audio is one stream: never drop history in a pause (an LLM
+            # stall), and drain the tail at each segment's end instead.
+            resampler=create_stream_resampler(clear_after_secs=None),
         )
         self._turns[context_id] = turn
         if self._connection is None or self._connection.closed:
@@ -530,7 +542,6 @@ class CartesiaContextTTSService(WebsocketTTSService):
         await link.context.push(text, generation_config=self._generation_config())
         link.ledger.pushed(text)
         link.sent_at.setdefault(segment, now)
-        link.characters += len(text)
         self._stats.characters_sent += len(text)
         if not link.active:
             link.active = True
@@ -538,6 +549,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
             turn.ready.put_nowait(link)
         if turn.first_sent_at is None:
             turn.first_sent_at = now
+            await self.start_ttfb_metrics(start_time=time.time())
 
     async def _close_link(self, turn: _Turn):
         link = turn.link
@@ -547,11 +559,6 @@ class CartesiaContextTTSService(WebsocketTTSService):
             link.closed = True
             link.ledger.closed()
             await link.context.no_more_inputs()
-            if self.can_generate_metrics() and self.usage_metrics_enabled:
-                usage = TTSUsageMetricsData(
-                    processor=self.name, model=self.model_name, value=link.characters
-                )
-                await self.push_frame(MetricsFrame(data=[usage]))
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -587,6 +594,10 @@ class CartesiaContextTTSService(WebsocketTTSService):
         return False  # cancelled
 
     @property
+    def _model(self) -> str | None:
+        return assert_given(self._settings.model)
+
+    @property
     def _width(self) -> int:
         return BYTES_PER_SAMPLE[self._encoding]
 
@@ -596,20 +607,23 @@ class CartesiaContextTTSService(WebsocketTTSService):
         await self._segments_done(turn, link, done)
         if not turn.heard:
             turn.heard = True
-            await self._report_turn_ttfb(now - (turn.first_sent_at or now))
+            await self.stop_ttfb_metrics(end_time=time.time())
         link.first_audio_at.setdefault(local, now)
         link.audio_bytes += len(chunk.audio)
         link.segment_bytes[local] = link.segment_bytes.get(local, 0) + len(chunk.audio)
         audio = turn.converter.convert(chunk.audio)
         if audio and self._wire_rate != self.sample_rate:
             audio = await turn.resampler.resample(audio, self._wire_rate, self.sample_rate)
+        await self._append_audio(turn, audio, link.number(local))
+
+    async def _append_audio(self, turn: _Turn, audio: bytes, flush_id: int):
         if audio:
             frame = CartesiaTTSAudioRawFrame(
                 audio=audio,
                 sample_rate=self.sample_rate,
                 num_channels=1,
                 context_id=turn.context_id,
-                flush_id=link.number(local),
+                flush_id=flush_id,
             )
             await self.append_to_audio_context(turn.context_id, frame)
 
@@ -632,6 +646,9 @@ class CartesiaContextTTSService(WebsocketTTSService):
     async def _segments_done(self, turn: _Turn, link: _Link, segments: list[Segment]):
         for segment in segments:
             number = link.number(segment.number)
+            if self._wire_rate != self.sample_rate:
+                # The resampler holds the segment's last few milliseconds back.
+                await self._append_audio(turn, await turn.resampler.flush(), number)
             frame = CartesiaFlushDoneFrame(
                 context_id=turn.context_id, flush_id=number, text=segment.text
             )
@@ -643,7 +660,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
                 )
                 data = CartesiaSegmentMetricsData(
                     processor=self.name,
-                    model=self.model_name,
+                    model=self._model,
                     context_id=turn.context_id,
                     flush_id=number,
                     ttfb=heard - sent if sent is not None and heard is not None else None,
@@ -652,15 +669,6 @@ class CartesiaContextTTSService(WebsocketTTSService):
                     characters=len(segment.text),
                 )
                 await self.push_frame(MetricsFrame(data=[data]))
-
-    async def _report_turn_ttfb(self, seconds: float):
-        if not (self.can_generate_metrics() and self.metrics_enabled):
-            return
-        if self._ttfb_reported and self.report_only_initial_ttfb:
-            return
-        self._ttfb_reported = True
-        data = TTFBMetricsData(processor=self.name, model=self.model_name, value=seconds)
-        await self.push_frame(MetricsFrame(data=[data]))
 
     # -- ending -------------------------------------------------------------------------
 
