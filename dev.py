@@ -7,7 +7,7 @@
 
 """Run the demo, the tests or the emulator from a fresh clone, with nothing but Python 3.11+.
 
-    python3 dev.py demo        # the main demo, offline on the embedded emulator
+    python3 dev.py demo        # the voice bot demo, offline on the embedded emulator
     python3 dev.py test        # the test suite (extra arguments go to pytest)
     python3 dev.py emulator    # a local Cartesia emulator on ws://127.0.0.1:8787
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 COMMANDS = {
-    "demo": ["examples/realtime_streaming.py"],
+    "demo": ["examples/voice_bot_offline.py"],
     "test": ["-m", "pytest"],
     "emulator": ["-m", "pipecat_cartesia_ctx.emulator"],
 }

@@ -43,6 +43,25 @@ def read_wav(path: Path) -> np.ndarray:
     return samples
 
 
+def test_the_voice_bot_demo_cuts_the_barged_in_answer_and_plays_nothing_of_it_after(tmp_path):
+    out = run_example("voice_bot_offline.py", tmp_path, "--speedup", "8", play=True)
+    rows = [line.split(None, 4) for line in out.splitlines() if re.match(r"^\s+\d+\s+\d+\s", line)]
+    turns = {int(row[0]) for row in rows}
+    assert turns == {1, 2, 3}
+    cut = [row for row in rows if "[CUT after:" in row[4]]
+    assert len(cut) == 1
+    assert cut[0][0] == "2"
+    # Each turn's played segments are numbered 1, 2, 3... in order.
+    for turn in turns:
+        ids = [int(row[1]) for row in rows if int(row[0]) == turn]
+        assert ids == list(range(1, len(ids) + 1))
+    assert "frames of that context played afterwards: 0" in out
+    assert "cancelled on the server: 1" in out
+    samples = read_wav(tmp_path / "bot.wav")
+    played = float(re.search(r"\(([\d.]+) s played\)", out).group(1))
+    assert len(samples) / 24000 == pytest.approx(played, abs=0.05)
+
+
 def test_two_contexts_example_keeps_interleaved_audio_apart(tmp_path):
     out = run_example("two_contexts.py", tmp_path)
     switches = int(re.search(r"switched context (\d+) times", out).group(1))
@@ -114,6 +133,21 @@ def test_response_handling_example_shows_every_event_and_a_typed_error(tmp_path)
     assert "error event -> ModelNotFoundError: [400 model_not_found]" in out
     assert "ends with: done" in out
     read_wav(tmp_path / "response.wav")
+
+
+def test_the_foundational_example_imports_against_this_pipecat():
+    """It needs real services to run; its imports and entry points are checked here."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "foundational_voice_bot", ROOT / "examples" / "foundational_voice_bot.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(module.bot)
+    assert callable(module.run_bot)
+    assert set(module.transport_params) == {"webrtc", "daily", "twilio"}
+    assert module.transport_params["webrtc"]().audio_out_enabled
 
 
 # -- the emulator's command line ----------------------------------------------

@@ -42,7 +42,9 @@ async def test_an_interruption_cancels_the_context_and_nothing_of_it_plays_after
         await pipeline.down.wait_for(
             lambda frames: any(isinstance(f, InterruptionFrame) for f in frames)
         )
-        cut = next(i for i, f in enumerate(pipeline.down.frames) if isinstance(f, InterruptionFrame))
+        cut = next(
+            i for i, f in enumerate(pipeline.down.frames) if isinstance(f, InterruptionFrame)
+        )
         # The cancel is on the wire, on the same socket.
         await emu.record.wait_for(lambda r: r.context(interrupted).cancelled)
         if cancel is CancelBehavior.FINISH_SEGMENT:
@@ -65,7 +67,10 @@ async def test_an_interruption_cancels_the_context_and_nothing_of_it_plays_after
     assert len(following) == 1
     assert [f.text for f in flush_dones(after)] == [NEXT]
     assert words(after) == NEXT.split()
-    assert sum(len(f.audio) for f in audio(after)) == emu.record.context(following[0]).total_audio_bytes
+    assert (
+        sum(len(f.audio) for f in audio(after))
+        == emu.record.context(following[0]).total_audio_bytes
+    )
     stats = tts.stats
     assert stats.contexts_cancelled == 1
     assert stats.stale_events_dropped >= len(record.events_after_cancel)
