@@ -25,13 +25,14 @@ if TYPE_CHECKING:
         CartesiaSegmentMetricsData,
         CartesiaTTSAudioRawFrame,
     )
-    from .service import CartesiaContextTTSService, CartesiaServiceStats
+    from .service import CartesiaContextTTSService
+    from .turn import CartesiaServiceStats
 
 # Names that need pipecat are loaded on first use, so the client and the
 # emulator start without importing pipecat.
 _LAZY = {
     "CartesiaContextTTSService": "service",
-    "CartesiaServiceStats": "service",
+    "CartesiaServiceStats": "turn",
     "CartesiaFlushDoneFrame": "frames",
     "CartesiaSegmentMetricsData": "frames",
     "CartesiaTTSAudioRawFrame": "frames",

@@ -17,14 +17,11 @@ the context on the same socket, and nothing of it reaches downstream after.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
-from pipecat.audio.resamplers.base_audio_resampler import BaseAudioResampler
 from pipecat.audio.utils import create_stream_resampler
 from pipecat.frames.frames import Frame, MetricsFrame, StartFrame, TTSStoppedFrame
 from pipecat.services.cartesia.tts import (
@@ -44,10 +41,9 @@ from .client import (
     DROP_FINISHED_CONTEXT,
     DROP_UNKNOWN_CONTEXT,
     CartesiaConnection,
-    CartesiaContext,
 )
 from .frames import CartesiaFlushDoneFrame, CartesiaSegmentMetricsData, CartesiaTTSAudioRawFrame
-from .ledger import Segment, SegmentLedger
+from .ledger import Segment
 from .protocol import (
     BYTES_PER_SAMPLE,
     DEFAULT_CARTESIA_VERSION,
@@ -64,82 +60,14 @@ from .protocol import (
     Timestamps,
 )
 from .segmenter import Flush, FlushOn, Push, Segmenter
-
-# Server-side buffering for each flush policy (protocol doc, 4.2). The service
-# flushes at every boundary itself, so the server never waits past one: its
-# buffer only matters while an LLM stalls mid-segment, and is kept short where
-# segments are short. With "turn" there are no flushes until the end, so the
-# server's own managed buffering (its 3000 ms default) decides the pacing.
-BUFFER_DELAY_MS: dict[FlushOn, int | None] = {
-    FlushOn.CLAUSE: 500,
-    FlushOn.SENTENCE: 1000,
-    FlushOn.TURN: None,
-}
-
-# Settings that cannot change within a Cartesia context.
-_LOCKED_SETTINGS = frozenset({"voice", "model", "language", "pronunciation_dict_id"})
-_CARTESIA_TAG = re.compile(r"</?(?:spell|emotion|break|volume|speed)\b[^>]*>", re.IGNORECASE)
-
-
-@dataclass
-class CartesiaServiceStats:
-    """Counters of a `CartesiaContextTTSService` since it started.
-
-    Parameters:
-        contexts_opened: Cartesia contexts that received input.
-        contexts_cancelled: Contexts cancelled by an interruption.
-        stale_events_dropped: Server events that arrived for cancelled,
-            finished or unknown contexts and were dropped.
-        characters_sent: Characters of text sent to Cartesia.
-        errors: Error events received.
-    """
-
-    contexts_opened: int = 0
-    contexts_cancelled: int = 0
-    stale_events_dropped: int = 0
-    characters_sent: int = 0
-    errors: int = 0
-
-
-@dataclass
-class _Link:
-    """One Cartesia context of a turn (a turn has several after a voice change)."""
-
-    context: CartesiaContext
-    first_number: int  # the turn-level number of this context's segment 1
-    ledger: SegmentLedger = field(default_factory=SegmentLedger)
-    active: bool = False  # input sent
-    closed: bool = False  # no_more_inputs sent
-    done: bool = False  # all its events received
-    audio_bytes: int = 0
-    sent_at: dict[int, float] = field(default_factory=dict)
-    first_audio_at: dict[int, float] = field(default_factory=dict)
-    segment_bytes: dict[int, int] = field(default_factory=dict)
-
-    def number(self, local: int) -> int:
-        return self.first_number + local - 1
-
-
-@dataclass
-class _Turn:
-    """Everything about one audio context: segmentation, its Cartesia contexts, its audio."""
-
-    context_id: str
-    segmenter: Segmenter
-    converter: Pcm16Converter
-    resampler: BaseAudioResampler
-    link: _Link | None = None  # the context new text goes to
-    every_link: list[_Link] = field(default_factory=list)
-    ready: asyncio.Queue[_Link | None] = field(
-        default_factory=asyncio.Queue
-    )  # to receive, in order
-    receiver: asyncio.Task | None = None
-    switch_pending: bool = False
-    input_ended: bool = False
-    failed: bool = False
-    first_sent_at: float | None = None
-    heard: bool = False
-    audio_offset: float = 0.0  # seconds of audio of the turn's earlier contexts
+from .turn import (
+    BUFFER_DELAY_MS,
+    LOCKED_SETTINGS,
+    CartesiaServiceStats,
+    Link,
+    Turn,
+    strip_tags,
+)
 
 
 class CartesiaContextTTSService(WebsocketTTSService):
@@ -255,7 +183,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
         self._wire_rate = 0
         self._connection: CartesiaConnection | None = None
         self._receive_task: asyncio.Task | None = None
-        self._turns: dict[str, _Turn] = {}
+        self._turns: dict[str, Turn] = {}
         self._stats = CartesiaServiceStats()
         self._dropped_on_closed_connections = 0
 
@@ -371,7 +299,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
         """
         changed = await super()._update_settings(delta)
         turn = self._turns.get(self._turn_context_id) if self._turn_context_id else None
-        if turn is not None and changed.keys() & _LOCKED_SETTINGS and not turn.failed:
+        if turn is not None and changed.keys() & LOCKED_SETTINGS and not turn.failed:
             if turn.link.active:
                 turn.switch_pending = True
                 turn.segmenter.flush_at_next_sentence()
@@ -451,8 +379,8 @@ class CartesiaContextTTSService(WebsocketTTSService):
 
     # -- sending ------------------------------------------------------------------------
 
-    async def _open_turn(self, context_id: str) -> _Turn:
-        turn = _Turn(
+    async def _open_turn(self, context_id: str) -> Turn:
+        turn = Turn(
             context_id=context_id,
             segmenter=Segmenter(
                 self._flush_on,
@@ -478,7 +406,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
         turn.receiver = self.create_task(self._receive_turn(turn), name=f"cartesia-{context_id}")
         return turn
 
-    def _new_link(self, turn: _Turn, first_number: int) -> _Link:
+    def _new_link(self, turn: Turn, first_number: int) -> Link:
         """A new Cartesia context for the turn, with the current settings.
 
         Raises:
@@ -488,8 +416,6 @@ class CartesiaContextTTSService(WebsocketTTSService):
         settings = self._settings
         if not assert_given(settings.voice):
             raise InvalidRequestError("no voice: set CartesiaContextTTSService.Settings(voice=...)")
-        number = len(turn.every_link) + 1
-        context_id = turn.context_id if number == 1 else f"{turn.context_id}-{number}"
         if self._connection is None:
             raise CartesiaConnectionError("not connected to Cartesia")
         context = self._connection.context(
@@ -505,9 +431,9 @@ class CartesiaContextTTSService(WebsocketTTSService):
             use_normalized_timestamps=False,
             max_buffer_delay_ms=self._max_buffer_delay_ms,
             pronunciation_dict_id=assert_given(settings.pronunciation_dict_id) or None,
-            context_id=context_id,
+            context_id=turn.next_context_id,
         )
-        link = _Link(context=context, first_number=first_number)
+        link = Link(context=context, first_number=first_number)
         turn.every_link.append(link)
         return link
 
@@ -517,7 +443,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
             return config.model_dump(exclude_none=True) or None
         return dict(config) if config else None
 
-    async def _apply(self, turn: _Turn, actions: list[Push | Flush]):
+    async def _apply(self, turn: Turn, actions: list[Push | Flush]):
         """Send the segmenter's actions on the turn's current Cartesia context."""
         try:
             for action in actions:
@@ -531,27 +457,23 @@ class CartesiaContextTTSService(WebsocketTTSService):
                     # The sentence is done: the next one goes to a context with the new settings.
                     turn.switch_pending = False
                     await self._close_link(turn)
-                    turn.link = self._new_link(turn, link.number(link.ledger.open_segment))
+                    turn.link = self._new_link(turn, link.next_number)
                     turn.segmenter.new_context()
         except CartesiaError as e:
             await self._fail_turn(turn, e)
 
-    async def _push(self, turn: _Turn, link: _Link, text: str):
+    async def _push(self, turn: Turn, link: Link, text: str):
         now = time.monotonic()
-        segment = link.ledger.open_segment
         await link.context.push(text, generation_config=self._generation_config())
-        link.ledger.pushed(text)
-        link.sent_at.setdefault(segment, now)
         self._stats.characters_sent += len(text)
-        if not link.active:
-            link.active = True
+        if link.sent(text, now):
             self._stats.contexts_opened += 1
             turn.ready.put_nowait(link)
-        if turn.first_sent_at is None:
-            turn.first_sent_at = now
+        if not turn.first_sent:
+            turn.first_sent = True
             await self.start_ttfb_metrics(start_time=time.time())
 
-    async def _close_link(self, turn: _Turn):
+    async def _close_link(self, turn: Turn):
         link = turn.link
         if not link.active:
             await link.context.cancel()  # never used: forget it locally, nothing on the wire
@@ -562,21 +484,21 @@ class CartesiaContextTTSService(WebsocketTTSService):
 
     # -- receiving ----------------------------------------------------------------------
 
-    async def _receive_turn(self, turn: _Turn):
+    async def _receive_turn(self, turn: Turn):
         """Play the turn's Cartesia contexts in order into its audio context."""
         try:
             while (link := await turn.ready.get()) is not None:
                 if not await self._receive_link(turn, link):
                     return
                 link.done = True
-                turn.audio_offset += link.audio_bytes / (self._wire_rate * self._width)
+                turn.audio_offset += self._seconds(link.audio_bytes)
         except CartesiaConnectionError as e:
             await self._fail_turn(turn, e)
             return
         self._turns.pop(turn.context_id, None)
         await self._end_audio(turn.context_id)
 
-    async def _receive_link(self, turn: _Turn, link: _Link) -> bool:
+    async def _receive_link(self, turn: Turn, link: Link) -> bool:
         """Relay one Cartesia context's events; False if the turn must stop."""
         async for event in link.context.receive():
             if isinstance(event, Chunk):
@@ -597,26 +519,22 @@ class CartesiaContextTTSService(WebsocketTTSService):
     def _model(self) -> str | None:
         return assert_given(self._settings.model)
 
-    @property
-    def _width(self) -> int:
-        return BYTES_PER_SAMPLE[self._encoding]
+    def _seconds(self, wire_bytes: int) -> float:
+        """Seconds of audio in ``wire_bytes`` of the wire encoding and rate."""
+        return wire_bytes / (self._wire_rate * BYTES_PER_SAMPLE[self._encoding])
 
-    async def _on_chunk(self, turn: _Turn, link: _Link, chunk: Chunk):
-        now = time.monotonic()
-        local, done = link.ledger.chunk(chunk.flush_id)
+    async def _on_chunk(self, turn: Turn, link: Link, chunk: Chunk):
+        local, done = link.received(chunk, time.monotonic())
         await self._segments_done(turn, link, done)
         if not turn.heard:
             turn.heard = True
             await self.stop_ttfb_metrics(end_time=time.time())
-        link.first_audio_at.setdefault(local, now)
-        link.audio_bytes += len(chunk.audio)
-        link.segment_bytes[local] = link.segment_bytes.get(local, 0) + len(chunk.audio)
         audio = turn.converter.convert(chunk.audio)
         if audio and self._wire_rate != self.sample_rate:
             audio = await turn.resampler.resample(audio, self._wire_rate, self.sample_rate)
         await self._append_audio(turn, audio, link.number(local))
 
-    async def _append_audio(self, turn: _Turn, audio: bytes, flush_id: int):
+    async def _append_audio(self, turn: Turn, audio: bytes, flush_id: int):
         if audio:
             frame = CartesiaTTSAudioRawFrame(
                 audio=audio,
@@ -627,10 +545,10 @@ class CartesiaContextTTSService(WebsocketTTSService):
             )
             await self.append_to_audio_context(turn.context_id, frame)
 
-    async def _on_timestamps(self, turn: _Turn, event: Timestamps):
+    async def _on_timestamps(self, turn: Turn, event: Timestamps):
         words = []
         for word, start in zip(event.words, event.start, strict=True):
-            cleaned = _strip_tags(word)
+            cleaned = strip_tags(word)
             if cleaned:
                 words.append((cleaned, start + turn.audio_offset))
         if not words:
@@ -643,7 +561,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
             pre_merge_tokens=cjk,
         )
 
-    async def _segments_done(self, turn: _Turn, link: _Link, segments: list[Segment]):
+    async def _segments_done(self, turn: Turn, link: Link, segments: list[Segment]):
         for segment in segments:
             number = link.number(segment.number)
             if self._wire_rate != self.sample_rate:
@@ -654,25 +572,20 @@ class CartesiaContextTTSService(WebsocketTTSService):
             )
             await self.append_to_audio_context(turn.context_id, frame)
             if self.can_generate_metrics() and self.metrics_enabled:
-                sent, heard = (
-                    link.sent_at.get(segment.number),
-                    link.first_audio_at.get(segment.number),
-                )
                 data = CartesiaSegmentMetricsData(
                     processor=self.name,
                     model=self._model,
                     context_id=turn.context_id,
                     flush_id=number,
-                    ttfb=heard - sent if sent is not None and heard is not None else None,
-                    audio_seconds=link.segment_bytes.get(segment.number, 0)
-                    / (self._wire_rate * self._width),
+                    ttfb=link.ttfb(segment.number),
+                    audio_seconds=self._seconds(link.segment_bytes(segment.number)),
                     characters=len(segment.text),
                 )
                 await self.push_frame(MetricsFrame(data=[data]))
 
     # -- ending -------------------------------------------------------------------------
 
-    async def _fail_turn(self, turn: _Turn, error: Exception):
+    async def _fail_turn(self, turn: Turn, error: Exception):
         """Report an error, cancel what is left of the turn, and end its audio cleanly."""
         if turn.failed:
             return
@@ -704,14 +617,3 @@ class CartesiaContextTTSService(WebsocketTTSService):
             await self.append_to_audio_context(context_id, TTSStoppedFrame(context_id=context_id))
         if remove:
             await self.remove_audio_context(context_id)
-
-
-def _strip_tags(word: str) -> str:
-    """A timestamp word without Cartesia tags (``"<spell>1234</spell>."`` is ``"1234."``)."""
-
-    def replace(match: re.Match) -> str:
-        before = word[match.start() - 1] if match.start() else ""
-        after = word[match.end()] if match.end() < len(word) else ""
-        return " " if before.isalnum() and after.isalnum() else ""
-
-    return re.sub(r"\s+", " ", _CARTESIA_TAG.sub(replace, word)).strip()
