@@ -280,13 +280,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
         """Cancel the turn's Cartesia contexts at once, on the same socket."""
         turn = self._turns.pop(context_id, None)
         if turn is not None:
-            turn.failed = True
-            for link in turn.every_link:
-                if link.active and not link.done:
-                    self._stats.contexts_cancelled += 1
-                await link.context.cancel()
-            if turn.receiver is not None:
-                await self.cancel_task(turn.receiver)
+            self._stats.contexts_cancelled += await self._stop_turn(turn)
         await super().on_audio_context_interrupted(context_id)
 
     async def _update_settings(self, delta: CartesiaTTSSettings) -> dict[str, Any]:
@@ -589,19 +583,30 @@ class CartesiaContextTTSService(WebsocketTTSService):
         """Report an error, cancel what is left of the turn, and end its audio cleanly."""
         if turn.failed:
             return
-        turn.failed = True
         self._stats.errors += 1
         if turn.input_ended:
             self._turns.pop(turn.context_id, None)
         logger.warning(f"{self}: turn {turn.context_id} failed: {error}")
         await self.push_error(error_msg=f"Cartesia error: {error}", exception=error)
-        for link in turn.every_link:
-            await link.context.cancel()
+        await self._stop_turn(turn)
         # Stop the audio now; the audio context lives on until the turn's input ends,
         # or pipecat would open a new one (and a TTSStartedFrame) for its next token.
         await self._end_audio(turn.context_id, remove=turn.input_ended)
+
+    async def _stop_turn(self, turn: Turn) -> int:
+        """Cancel every Cartesia context of the turn and stop relaying its events.
+
+        Returns:
+            How many of its contexts were still live on the server.
+        """
+        turn.failed = True
+        live = 0
+        for link in turn.every_link:
+            live += link.active and not link.done
+            await link.context.cancel()
         if turn.receiver is not None and turn.receiver is not asyncio.current_task():
             await self.cancel_task(turn.receiver)
+        return live
 
     async def _end_audio(self, context_id: str, *, stop: bool = True, remove: bool = True):
         """End the turn's audio after everything queued in its audio context.

@@ -32,6 +32,7 @@ from ..protocol import (
     event_to_wire,
     parse_request,
 )
+from ..protocol.wire import dumps
 from .config import Behavior, InjectedError, Pacing
 from .context import EmulatedContext
 from .record import ConnectionRecord, ContextRecord, InputRecord
@@ -201,7 +202,7 @@ class Session:
             await asyncio.sleep(self._stall_until - self._loop.time())
         wire = event_to_wire(event, legacy_errors=self._legacy_errors)
         try:
-            await self._ws.send(json.dumps(wire, separators=(",", ":"), ensure_ascii=False))
+            await self._ws.send(dumps(wire))
         except ConnectionClosed:
             self._closing = True
             return
