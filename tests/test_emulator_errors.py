@@ -11,6 +11,7 @@ import pytest
 from helpers import MODEL, S16_24K, VOICE, collect, new_context
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from wire_helpers import KEY, connect_raw, ends, read_until, wire
 
 from pipecat_cartesia_ctx.client import CartesiaConnection
 from pipecat_cartesia_ctx.emulator import Behavior, CancelBehavior, InjectedError, Pacing
@@ -36,38 +37,11 @@ LONG_TEXT = (
 SLOW = Pacing(first_chunk_ms=0, speed=1.0, chunk_ms=100)
 
 
-def wire(context_id: str, transcript: str = "", *, cont: bool = True, **extra) -> str:
-    msg = {
-        "context_id": context_id,
-        "model_id": MODEL,
-        "voice": {"mode": "id", "id": VOICE},
-        "output_format": S16_24K,
-        "transcript": transcript,
-        "continue": cont,
-    }
-    msg.update(extra)
-    return json.dumps(msg)
-
-
-async def read_until(ws, predicate, timeout: float = 5.0) -> list:
-    events = []
-    async with asyncio.timeout(timeout):
-        while True:
-            event = parse_event(await ws.recv())
-            events.append(event)
-            if predicate(event):
-                return events
-
-
-def ends(context_id):
-    return lambda e: isinstance(e, Done | Error) and e.context_id == context_id
-
-
 # -- error events: they end the context, not the socket ----------------------
 
 
 async def test_input_to_a_closed_or_finished_context_is_an_error_event(emu):
-    async with connect(emu.url) as ws:
+    async with connect_raw(emu) as ws:
         await ws.send(wire("done-ctx", "Hello.", cont=False))
         await read_until(ws, ends("done-ctx"))
         await ws.send(wire("done-ctx", "More."))
@@ -92,7 +66,7 @@ async def test_input_to_a_closed_or_finished_context_is_an_error_event(emu):
 
 
 async def test_changing_a_locked_field_is_an_error_event_for_that_context_only(emu):
-    async with connect(emu.url) as ws:
+    async with connect_raw(emu) as ws:
         await ws.send(wire("other", LONG_TEXT))
         await ws.send(wire("locked", "Hi "))
         changed = {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 8000}
@@ -124,7 +98,7 @@ async def test_an_unknown_model_is_model_not_found_and_the_connection_goes_on(co
 
 
 async def test_invalid_json_gets_an_error_without_context_and_the_socket_survives(emu):
-    async with connect(emu.url) as ws:
+    async with connect_raw(emu) as ws:
         await ws.send("{not json")
         error = parse_event(await ws.recv())
         assert isinstance(error, Error)
@@ -143,7 +117,7 @@ async def test_versions_before_2026_03_01_get_legacy_errors(emu, how):
         headers["Cartesia-Version"] = "2024-11-13"
     if how == "query-wins":
         headers["Cartesia-Version"] = "2026-03-01"
-    async with connect(url, additional_headers=headers) as ws:
+    async with connect_raw(emu, url, headers) as ws:
         await ws.send(wire("old", "Hi.", model_id="nonexistent"))
         raw = json.loads(await ws.recv())
     assert raw["type"] == "error"
@@ -155,7 +129,7 @@ async def test_versions_before_2026_03_01_get_legacy_errors(emu, how):
 
 
 async def test_structured_errors_carry_every_field(emu):
-    async with connect(emu.url, additional_headers={"Cartesia-Version": "2026-03-01"}) as ws:
+    async with connect_raw(emu, headers={"Cartesia-Version": "2026-03-01"}) as ws:
         await ws.send(wire("new", "Hi.", model_id="nonexistent"))
         raw = json.loads(await ws.recv())
     assert raw["error_code"] == "model_not_found"
@@ -176,7 +150,7 @@ async def test_wrong_or_missing_key_is_401_on_the_upgrade(make_emulator):
     assert "wrong-key-123" not in str(info.value)
     assert "secret-key" not in str(info.value)
     with pytest.raises(InvalidStatus) as raw:
-        await connect(emu.url)
+        await connect(emu.url, additional_headers={"X-API-Key": ""})
     assert raw.value.response.status_code == 401
     assert emu.record.rejected_connections == [(401, "unauthorized"), (401, "unauthorized")]
     assert emu.record.connections == []
@@ -315,51 +289,58 @@ async def _settle(conn):
     assert isinstance((await collect(after))[-1], Done)
 
 
-async def test_cancel_mid_segment_stops_after_the_chunk_in_flight(make_emulator):
-    emu = await make_emulator(pacing=SLOW)
+async def test_cancel_chunk_in_flight_stops_after_at_most_one_chunk(make_emulator):
+    emu = await make_emulator(
+        pacing=SLOW, behavior=Behavior(cancel=CancelBehavior.CHUNK_IN_FLIGHT)
+    )
     async with await CartesiaConnection.connect(api_key="k", url=emu.url) as conn:
         ctx, seen = await _cancel_after_chunks(conn, 3)
         assert seen == 3, "receive() yields nothing after cancel()"
         await _settle(conn)
+        await emu.record.wait_for(lambda r: r.context(ctx.context_id).done)
         record = emu.record.context(ctx.context_id)
         assert record.cancelled
-        assert record.events_after_cancel in ([], ["chunk"])
+        assert record.events_after_cancel in (["done"], ["chunk", "done"])
         assert set(record.audio_bytes) == {1}
         assert record.total_audio_bytes < 24000 * 2 * 2, "stopped long before the segment's end"
         assert conn.dropped["cancelled_context"] >= len(record.events_after_cancel)
         assert emu.active_contexts == 0
 
 
-async def test_cancel_immediate_sends_nothing_more(make_emulator):
-    emu = await make_emulator(pacing=SLOW, behavior=Behavior(cancel=CancelBehavior.IMMEDIATE))
+async def test_cancel_immediate_sends_nothing_more_and_no_done_when_switched_off(make_emulator):
+    emu = await make_emulator(
+        pacing=SLOW,
+        behavior=Behavior(cancel=CancelBehavior.IMMEDIATE, done_after_cancel=False),
+    )
     async with await CartesiaConnection.connect(api_key="k", url=emu.url) as conn:
         ctx, _ = await _cancel_after_chunks(conn, 2)
         await _settle(conn)
-    assert emu.record.context(ctx.context_id).events_after_cancel == []
+    record = emu.record.context(ctx.context_id)
+    assert record.events_after_cancel == []
+    assert not record.done
 
 
-async def test_cancel_finishing_the_segment_is_dropped_by_the_client(make_emulator):
-    emu = await make_emulator(
-        pacing=Pacing(first_chunk_ms=0, speed=8.0, chunk_ms=100),
-        behavior=Behavior(cancel=CancelBehavior.FINISH_SEGMENT),
-    )
+async def test_cancel_by_default_finishes_the_segment_then_done_all_dropped_by_the_client(
+    make_emulator,
+):
+    emu = await make_emulator(pacing=Pacing(first_chunk_ms=0, speed=8.0, chunk_ms=100))
     async with await CartesiaConnection.connect(api_key="k", url=emu.url) as conn:
         ctx, seen = await _cancel_after_chunks(conn, 2)
         assert seen == 2
-        await emu.record.wait_for(
-            lambda r: "flush_done" in r.context(ctx.context_id).events_after_cancel
-        )
+        await emu.record.wait_for(lambda r: r.context(ctx.context_id).done)
         await _settle(conn)
         record = emu.record.context(ctx.context_id)
-        assert "chunk" in record.events_after_cancel
-        assert "timestamps" in record.events_after_cancel
-        assert "done" not in record.events
+        after = record.events_after_cancel
+        assert "chunk" in after
+        assert "timestamps" in after
+        assert after[-2:] == ["flush_done", "done"]
+        assert record.flush_done_ids == [1]
         assert set(record.audio_bytes) == {1}, "the next segment is never generated"
-        assert conn.dropped["cancelled_context"] >= len(record.events_after_cancel)
+        assert conn.dropped["cancelled_context"] >= len(after)
 
 
 async def test_cancelling_unknown_or_finished_contexts_is_ignored(emu):
-    async with connect(emu.url) as ws:
+    async with connect_raw(emu) as ws:
         await ws.send(json.dumps({"context_id": "never-seen", "cancel": True}))
         await ws.send(wire("fin", "Done already.", cont=False))
         await read_until(ws, ends("fin"))

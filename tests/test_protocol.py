@@ -173,6 +173,7 @@ def test_wire_shapes_match_the_golden_trace():
     assert json.loads(encode_event(FlushDone("t1", 1))) == {
         "type": "flush_done",
         "context_id": "t1",
+        "data": "",
         "done": False,
         "flush_done": True,
         "flush_id": 1,

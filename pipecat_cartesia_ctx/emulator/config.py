@@ -55,33 +55,37 @@ class Pacing:
 class CancelBehavior(StrEnum):
     """What the emulator still sends for a context after its cancel.
 
-    Cartesia documents only that a generation already under way may go on;
-    each of these is a plausible real behaviour a client must survive.
+    Cartesia documents that a cancel "only halts requests that have not begun
+    generating a response yet": the generation under way goes on to its end.
+    That is the default; the others are kinder servers a client may also meet.
     """
 
-    IMMEDIATE = "immediate"
-    """Nothing at all."""
-    CHUNK_IN_FLIGHT = "chunk"
-    """At most the one chunk being generated when the cancel arrived (default)."""
     FINISH_SEGMENT = "segment"
-    """The rest of the segment being generated: its chunks, timestamps and flush_done."""
+    """The rest of the segment being generated: its chunks, timestamps and flush_done (default)."""
+    CHUNK_IN_FLIGHT = "chunk"
+    """At most the one chunk being generated when the cancel arrived."""
+    IMMEDIATE = "immediate"
+    """Nothing of the generation under way."""
 
 
 @dataclass
 class Behavior:
-    """Protocol choices the documentation leaves open (protocol doc, 4.3 and 4.4).
+    """Protocol choices, Cartesia's observed behaviour by default (protocol doc, 4.3 and 4.4).
 
     Parameters:
-        cancel: What is still sent after a cancel.
+        cancel: What is still sent of the generation under way after a cancel.
+        done_after_cancel: Send ``done`` for a cancelled context once its last
+            event is out (Cartesia's 2025-04-16 API spec shows one).
         implicit_flush: With ``max_buffer_delay_ms: 0``, treat every input as
             flushed: a ``flush_done`` after each input's audio, the flush id
             going up without a manual flush (seen on the real server).
         flush_done_at_close: Send a ``flush_done`` for the last segment before
-            ``done`` when the context is closed.
+            ``done`` when the context is closed (unknown for the real server).
     """
 
-    cancel: CancelBehavior = CancelBehavior.CHUNK_IN_FLIGHT
-    implicit_flush: bool = False
+    cancel: CancelBehavior = CancelBehavior.FINISH_SEGMENT
+    done_after_cancel: bool = True
+    implicit_flush: bool = True
     flush_done_at_close: bool = False
 
 

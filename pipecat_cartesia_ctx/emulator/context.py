@@ -59,8 +59,12 @@ class ContextHost(Protocol):
         """Send one event of ``context``."""
         ...
 
-    def context_finished(self, context: EmulatedContext) -> None:
-        """The context is done, cancelled or failed: free its slot."""
+    def release(self, context: EmulatedContext) -> None:
+        """The context is done, cancelled or failed: free its concurrency slot."""
+        ...
+
+    def ended(self, context: EmulatedContext) -> None:
+        """The context's output task has ended: nothing more will be sent for it."""
         ...
 
     def start_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task:
@@ -68,8 +72,10 @@ class ContextHost(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Segment:
+    """Text released for generation: compared by identity, each is one generation."""
+
     text: str
     flush_id: int
     generation_config: Mapping[str, Any] | None
@@ -89,28 +95,31 @@ class EmulatedContext:
     """Server side of one Cartesia context.
 
     Parameters:
-        request: The request that created the context.
+        state: The context's protocol state, its opening request already applied.
         host: The connection it lives on.
         record: Where to record what happens.
     """
 
-    def __init__(self, request: GenerationRequest, host: ContextHost, record: ContextRecord):
-        self.state = ContextState(request.context_id)
+    def __init__(self, state: ContextState, host: ContextHost, record: ContextRecord):
+        assert state.opening is not None, "a context opens with its first request"
+        self.state = state
         self.record = record
         self._host = host
-        self._request = request
-        delay = request.max_buffer_delay_ms
+        self._opening = state.opening
+        delay = self._opening.max_buffer_delay_ms
         self._delay_s = (DEFAULT_MAX_BUFFER_DELAY_MS if delay is None else delay) / 1000.0
         self._pending = ""
         self._timer: asyncio.TimerHandle | None = None
         self._jobs: asyncio.Queue[Any] = asyncio.Queue()
-        self._flush_id = 1
+        self._flush_id = 1  # the server's numbering: manual and, at delay 0, implicit flushes
         self._generation_config: Mapping[str, Any] | None = None
         self._offset_samples = 0
         self._next_free = 0.0
-        self._speaking: int | None = None
-        self._cancelled_segment: int | None = None
-        host.start_task(self._run(), name=f"emulator-context-{request.context_id}")
+        # The generation under way (taken from the queue, rendering or sending), and
+        # the one that was under way when a cancel arrived: only that one goes on.
+        self._current: _Segment | None = None
+        self._cancelled_during: _Segment | None = None
+        host.start_task(self._run(), name=f"emulator-context-{state.context_id}")
 
     @property
     def context_id(self) -> str:
@@ -120,14 +129,17 @@ class EmulatedContext:
     # -- input (synchronous, in the order requests are read) ------------------
 
     def input(self, request: GenerationRequest) -> None:
-        """Accept one generation request.
+        """Accept one more generation request.
 
         Raises:
             ContextClosedError: The context accepts no more input.
             ContextFieldChangedError: A locked field changed.
         """
         self.state.input(request)
-        self._request = request
+        self.accept(request)
+
+    def accept(self, request: GenerationRequest) -> None:
+        """Buffer and schedule a request the context's state has accepted."""
         if request.generation_config is not None:
             self._generation_config = request.generation_config
         self._pending += request.transcript
@@ -148,7 +160,7 @@ class EmulatedContext:
             self._jobs.put_nowait(_END)
 
     def cancel(self) -> bool:
-        """Cancel: drop pending text, stop generating, free the slot.
+        """Cancel: drop the text not yet begun, free the slot, finish as the behaviour says.
 
         Returns:
             False if the context had already finished.
@@ -157,18 +169,18 @@ class EmulatedContext:
             return False
         self._pending = ""
         self._cancel_timer()
-        self._cancelled_segment = self._speaking
-        self._jobs.put_nowait(_STOP)
-        self._host.context_finished(self)
+        self._cancelled_during = self._current
+        self._jobs.put_nowait(_END)
+        self._host.release(self)
         return True
 
     def fail(self) -> None:
-        """End the context after an error event was sent for it."""
+        """End the context at once: its error event is the last thing sent for it."""
         if self.state.fail():
             self._pending = ""
             self._cancel_timer()
             self._jobs.put_nowait(_STOP)
-            self._host.context_finished(self)
+            self._host.release(self)
 
     def _release_ready(self) -> None:
         ends = [m.end() for m in _READY.finditer(self._pending)]
@@ -202,42 +214,82 @@ class EmulatedContext:
 
     # -- output (one task) ----------------------------------------------------
 
-    def _stopped(self, flush_id: int, in_flight: bool = False) -> bool:
-        """Whether output of segment ``flush_id`` must stop now."""
-        if self.state.phase is ContextPhase.FAILED:
-            return True
-        if self.state.phase is not ContextPhase.CANCELLED:
+    def _may_send(self, segment: _Segment | None, in_flight: bool = False) -> bool:
+        """Whether output of ``segment`` (None: a flush_done) may still go out.
+
+        Args:
+            segment: The generation the output belongs to.
+            in_flight: The output is the chunk that was being generated when
+                the cancel arrived.
+        """
+        phase = self.state.phase
+        if phase is ContextPhase.FAILED:
             return False
+        if phase is not ContextPhase.CANCELLED:
+            return True
         behavior = self._host.behavior.cancel
+        if segment is None or segment is not self._cancelled_during:
+            return False
         if behavior is CancelBehavior.FINISH_SEGMENT:
-            return flush_id != self._cancelled_segment
-        return not (behavior is CancelBehavior.CHUNK_IN_FLIGHT and in_flight)
+            return True
+        return behavior is CancelBehavior.CHUNK_IN_FLIGHT and in_flight
 
     async def _run(self) -> None:
-        while True:
-            job = await self._jobs.get()
-            if job is _STOP:
+        try:
+            while True:
+                job = await self._jobs.get()
+                if job is _STOP:
+                    return
+                if isinstance(job, _Segment):
+                    if self._may_send(job):
+                        await self._speak(job)
+                elif isinstance(job, _FlushMark):
+                    await self._flush_done(job)
+                elif job is _END:
+                    await self._end()
+                    return
+        finally:
+            self._host.ended(self)
+
+    async def _flush_done(self, mark: _FlushMark) -> None:
+        finished = self._cancelled_during
+        if self.state.phase is ContextPhase.CANCELLED:
+            # After a cancel only the generation under way ends with its flush_done.
+            if (
+                finished is None
+                or finished.flush_id != mark.flush_id
+                or self._host.behavior.cancel is not CancelBehavior.FINISH_SEGMENT
+            ):
                 return
-            if isinstance(job, _Segment):
-                await self._speak(job)
-            elif isinstance(job, _FlushMark):
-                if not self._stopped(job.flush_id):
-                    await self._host.send(FlushDone(self.context_id, job.flush_id), self)
-            elif job is _END and not self.state.finished:
+        elif not self._may_send(None):
+            return
+        await self._host.send(FlushDone(self.context_id, mark.flush_id), self)
+
+    async def _end(self) -> None:
+        if self.state.phase is ContextPhase.CANCELLED:
+            if self._host.behavior.done_after_cancel:
                 await self._host.send(Done(self.context_id), self)
-                self.state.done()
-                self._host.context_finished(self)
-                return
+            return
+        if self.state.done():
+            self._host.release(self)
+            await self._host.send(Done(self.context_id), self)
 
     async def _speak(self, segment: _Segment) -> None:
-        request, pacing, loop = self._request, self._host.pacing, asyncio.get_running_loop()
-        rate = request.output_format.sample_rate
-        width = request.output_format.bytes_per_sample
+        self._current = segment
+        try:
+            await self._generate(segment)
+        finally:
+            self._current = None
+
+    async def _generate(self, segment: _Segment) -> None:
+        opening, pacing, loop = self._opening, self._host.pacing, asyncio.get_running_loop()
+        rate = opening.output_format.sample_rate
+        width = opening.output_format.bytes_per_sample
         first_sample = self._offset_samples
         # Rendering takes ~8 ms per audio second at 24 kHz; in a thread it does not
         # hold up other contexts' chunks or the reading of cancels.
         speech, data = await asyncio.to_thread(
-            self._render, segment, request.output_format.encoding, rate, first_sample
+            self._render, segment, opening.output_format.encoding, rate, first_sample
         )
         self._offset_samples += len(speech.samples)
         seconds_per_byte = 0.0 if math.isinf(pacing.speed) else 1.0 / (rate * width * pacing.speed)
@@ -247,30 +299,28 @@ class EmulatedContext:
             segment.released_at + pacing.first_chunk_ms / 1000.0, self._next_free, loop.time()
         )
         self._next_free = start + len(data) * seconds_per_byte
+        spoken = _Cursor(speech.words)
         words = _Cursor(speech.words)
         phonemes = _Cursor(speech.phonemes)
-        self._speaking = segment.flush_id
-        try:
-            for begin, end in _chunk_bounds(len(data), rate, width, pacing):
-                if self._stopped(segment.flush_id):
-                    return
-                delay = start + begin * seconds_per_byte - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if self._stopped(segment.flush_id, in_flight=True):
-                    return
-                chunk = Chunk(
-                    self.context_id,
-                    data[begin:end],
-                    segment.flush_id,
-                    step_time=round((end - begin) * seconds_per_byte * 1000.0, 3),
-                )
-                await self._host.send(chunk, self)
-                heard = (first_sample + end // width) / rate
-                await self._send_timing(words, phonemes, heard, segment.flush_id)
-            await self._send_timing(words, phonemes, math.inf, segment.flush_id)
-        finally:
-            self._speaking = None
+        for begin, end in _chunk_bounds(len(data), rate, width, pacing):
+            if not self._may_send(segment):
+                return
+            delay = start + begin * seconds_per_byte - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if not self._may_send(segment, in_flight=True):
+                return
+            chunk = Chunk(
+                self.context_id,
+                data[begin:end],
+                segment.flush_id,
+                step_time=round((end - begin) * seconds_per_byte * 1000.0, 3),
+            )
+            await self._host.send(chunk, self)
+            heard = (first_sample + end // width) / rate
+            self.record.spoken.extend(span.text for span in spoken.take(heard))
+            await self._send_timing(segment, words, phonemes, heard)
+        await self._send_timing(segment, words, phonemes, math.inf)
 
     def _render(
         self, segment: _Segment, encoding: str, rate: int, offset_samples: int
@@ -284,19 +334,21 @@ class EmulatedContext:
         return speech, encode_float(speech.samples, encoding)
 
     async def _send_timing(
-        self, words: _Cursor, phonemes: _Cursor, until: float, flush_id: int
+        self, segment: _Segment, words: _Cursor, phonemes: _Cursor, until: float
     ) -> None:
         """Report the words (and phonemes) whose audio has been sent entirely."""
-        if self._stopped(flush_id):
-            return
         wanted = (
-            (self._request.add_timestamps, words, Timestamps),
-            (self._request.add_phoneme_timestamps, phonemes, PhonemeTimestamps),
+            (self._opening.add_timestamps, words, Timestamps),
+            (self._opening.add_phoneme_timestamps, phonemes, PhonemeTimestamps),
         )
         for asked, cursor, event in wanted:
+            if not self._may_send(segment):
+                return
             if asked and (spans := cursor.take(until)):
                 texts, starts, ends = zip(*((s.text, s.start, s.end) for s in spans), strict=True)
-                await self._host.send(event(self.context_id, texts, starts, ends, flush_id), self)
+                await self._host.send(
+                    event(self.context_id, texts, starts, ends, segment.flush_id), self
+                )
 
 
 class _Cursor:

@@ -44,6 +44,8 @@ class ContextRecord:
         events: Types of the messages sent, in order.
         audio_bytes: Bytes of audio sent, by flush id.
         words: Words reported in timestamps, in order.
+        spoken: Words whose audio was sent in full, in order, whether or not
+            timestamps were asked for: what a listener of the context heard.
         flush_done_ids: Ids of the ``flush_done`` events sent, in order.
         errors: Error events sent, as wire objects.
         events_after_cancel: Messages sent after the cancel arrived.
@@ -58,6 +60,7 @@ class ContextRecord:
     events: list[str] = field(default_factory=list)
     audio_bytes: dict[int, int] = field(default_factory=dict)
     words: list[str] = field(default_factory=list)
+    spoken: list[str] = field(default_factory=list)
     flush_done_ids: list[int] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     events_after_cancel: list[str] = field(default_factory=list)
@@ -66,6 +69,16 @@ class ContextRecord:
     def transcript(self) -> str:
         """Every input's text, concatenated verbatim as the server reads it."""
         return "".join(i.transcript for i in self.inputs)
+
+    @property
+    def spoken_text(self) -> str:
+        """The words whose audio was sent in full, joined by single spaces."""
+        return " ".join(self.spoken)
+
+    @property
+    def failed(self) -> bool:
+        """An error event ended the context."""
+        return bool(self.errors)
 
     @property
     def pushes(self) -> list[str]:

@@ -26,6 +26,7 @@ from ..protocol import (
     WEBSOCKET_PATH,
     ConcurrencyLimitError,
     ModelNotFoundError,
+    is_known_model,
     uses_structured_errors,
 )
 from .config import Behavior, Faults, Pacing
@@ -50,10 +51,12 @@ class CartesiaEmulator:
         port: Port to bind; 0 picks a free one.
         api_key: When set, connections must present it (``X-API-Key``,
             ``Authorization: Bearer``, ``?api_key=``) or an access token;
-            others get HTTP 401 on the upgrade. When None, any or no key is accepted.
+            others get HTTP 401 on the upgrade. A connection that presents no
+            credentials at all always gets 401; with neither ``api_key`` nor
+            ``access_tokens`` set, any non-empty key or token is accepted.
         access_tokens: Tokens accepted as ``?access_token=`` or bearer.
-        models: Accepted ``model_id`` values; None accepts any id that starts
-            with ``sonic``. Others get a 400 ``model_not_found`` error event.
+        models: Accepted ``model_id`` values; None accepts Cartesia's model
+            ids (`is_known_model`). Others get a 400 ``model_not_found`` error event.
         pacing: How fast audio comes.
         behavior: Choices where the real server's behaviour is undocumented.
         faults: Faults to inject.
@@ -196,7 +199,7 @@ class CartesiaEmulator:
         Raises:
             ModelNotFoundError: If ``model_id`` is not accepted.
         """
-        known = model_id in self.models if self.models is not None else model_id.startswith("sonic")
+        known = model_id in self.models if self.models is not None else is_known_model(model_id)
         if not known:
             raise ModelNotFoundError(f"Invalid model: {model_id}", title="Model not found")
 
@@ -224,8 +227,10 @@ class CartesiaEmulator:
         parts = urlsplit(request.path)
         if parts.path.rstrip("/") != WEBSOCKET_PATH:
             return self._refuse(connection, 404, "not_found", f"no endpoint at {parts.path}")
-        params = parse_qs(parts.query)
-        if self._authenticate(request.headers, params) is False:
+        offered = _credentials(request.headers, parse_qs(parts.query))
+        if not offered:
+            return self._refuse(connection, 401, UNAUTHORIZED, "No API key or access token given")
+        if self._authenticate(offered) is None:
             return self._refuse(connection, 401, UNAUTHORIZED, "Invalid API key or access token")
         if self.max_connections is not None and len(self._sessions) >= self.max_connections:
             return self._refuse(
@@ -246,29 +251,23 @@ class CartesiaEmulator:
         response.headers["Content-Type"] = "application/json"
         return response
 
-    def _authenticate(self, headers: Headers, params: dict[str, list[str]]) -> str | bool | None:
-        """How the client authenticated.
+    def _authenticate(self, offered: list[tuple[str, str]]) -> str | None:
+        """The method of the first credential accepted, or None when all are refused.
 
-        Returns:
-            The method used; None when no key is configured and none was
-            given; False when the key is refused.
+        With no ``api_key`` and no ``access_tokens`` configured, any non-empty
+        key or token is accepted, as any valid key of an account would be.
         """
-        offered: list[tuple[str, str]] = []
-        if value := headers.get("X-API-Key"):
-            offered.append(("x-api-key", value))
-        authorization = headers.get("Authorization") or ""
-        if authorization[:7].lower() == "bearer ":
-            offered.append(("bearer", authorization[7:].strip()))
-        for name in ("api_key", "access_token"):
-            offered += [(name, v) for v in params.get(name, [])]
-        if self.api_key is None:
-            return offered[0][0] if offered else None
+        open_door = self.api_key is None and not self.access_tokens
         for method, value in offered:
-            if hmac.compare_digest(value.encode(), self.api_key.encode()):
+            if open_door:
+                return method
+            if self.api_key is not None and hmac.compare_digest(
+                value.encode(), self.api_key.encode()
+            ):
                 return method
             if method in ("bearer", "access_token") and value in self.access_tokens:
                 return method
-        return False
+        return None
 
     async def _handle(self, ws: ServerConnection) -> None:
         request = ws.request
@@ -282,7 +281,7 @@ class CartesiaEmulator:
             request_id=f"emu-{uuid.uuid4().hex[:16]}",
             path=request.path,
             cartesia_version=version,
-            auth=self._authenticate(request.headers, params) or None,
+            auth=self._authenticate(_credentials(request.headers, params)),
             user_agent=request.headers.get("User-Agent"),
         )
         self._connection_count += 1
@@ -293,3 +292,16 @@ class CartesiaEmulator:
             await session.run()
         finally:
             del self._sessions[ws]
+
+
+def _credentials(headers: Headers, params: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """Every non-empty key or token a handshake offers, with how it was offered."""
+    offered: list[tuple[str, str]] = []
+    if value := headers.get("X-API-Key", "").strip():
+        offered.append(("x-api-key", value))
+    authorization = headers.get("Authorization") or ""
+    if authorization[:7].lower() == "bearer " and (token := authorization[7:].strip()):
+        offered.append(("bearer", token))
+    for name in ("api_key", "access_token"):
+        offered += [(name, v.strip()) for v in params.get(name, []) if v.strip()]
+    return offered

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import uuid
 from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -23,16 +23,20 @@ from ..protocol import (
     CartesiaAPIError,
     Chunk,
     ContextClosedError,
+    ContextPhase,
+    ContextState,
     Done,
     Error,
     FlushDone,
+    GenerationRequest,
     InvalidRequestError,
     ServerEvent,
     Timestamps,
+    api_error,
     event_to_wire,
     parse_request,
 )
-from ..protocol.wire import dumps
+from ..protocol.wire import dumps, json_object
 from .config import Behavior, InjectedError, Pacing
 from .context import EmulatedContext
 from .record import ConnectionRecord, ContextRecord, InputRecord
@@ -41,8 +45,8 @@ from .voice import SyntheticVoice
 if TYPE_CHECKING:
     from .server import CartesiaEmulator
 
-# Ids of finished contexts remembered per connection, to refuse input to them.
-_FINISHED_MEMORY = 4096
+# Ids of ended contexts remembered per connection, to answer input for them.
+_ENDED_MEMORY = 4096
 
 
 class Session:
@@ -66,15 +70,18 @@ class Session:
         self._emu = emulator
         self._ws = ws
         self._legacy_errors = legacy_errors
+        # Contexts whose output task runs: open ones, and cancelled ones still
+        # finishing the generation under way.
         self._contexts: dict[str, EmulatedContext] = {}
-        # Every context task, including those of finished contexts that may still be
-        # sending the rest of a cancelled segment: all end with the connection.
+        # Every context task: all end with the connection.
         self._tasks: set[asyncio.Task] = set()
-        self._finished: OrderedDict[str, None] = OrderedDict()
+        # How each ended context ended, to answer input for it.
+        self._ended: OrderedDict[str, ContextPhase] = OrderedDict()
         self._loop = asyncio.get_running_loop()
         self._last_activity = self._loop.time()
         self._stall_until = 0.0
         self._closing = False
+        self._log = logger.bind(connection=record.number)
 
     # ContextHost: read live from the emulator so changes apply at once.
     @property
@@ -123,58 +130,115 @@ class Session:
         else:
             self._loop.create_task(self._ws.close(code, reason))
 
+    # -- requests -------------------------------------------------------------
+
     async def _on_message(self, raw: str | bytes) -> None:
         try:
-            obj = json.loads(raw)
-        except ValueError:
-            await self._send_error(InvalidRequestError("request is not valid JSON"))
-            return
-        record: ContextRecord | None = None
-        if isinstance(obj, dict) and isinstance(obj.get("context_id"), str):
-            record = self._emu.record.open_context(obj["context_id"], self.record.number)
-            record.requests.append(obj)
-        try:
-            message = parse_request(obj)
+            obj = dict(json_object(raw, InvalidRequestError, "request"))
         except InvalidRequestError as e:
-            await self._send_error(e, record)
+            # Any JSON value, nesting too deep for the parser, or no JSON at all:
+            # refused like any bad request, and the connection goes on.
+            await self._refuse(e)
             return
-        if isinstance(message, CancelRequest):
-            context = self._contexts.get(message.context_id)
-            # Cancelling an unknown or finished context is ignored.
-            if record is not None and context is not None and context.cancel():
-                record.cancelled = True
-                self._emu.record.changed()
-            return
-        context = self._contexts.get(message.context_id)
+        # Cartesia's own "basic" example sends no context_id: the request is then
+        # a context of its own, under an id the server picks.
+        obj.setdefault("context_id", f"emu-{uuid.uuid4().hex[:12]}")
+        context_id = obj["context_id"] if isinstance(obj["context_id"], str) else None
+        record = None
+        if context_id:
+            record = self._emu.record.open_context(context_id, self.record.number)
+            record.requests.append(obj)
+            if self._ended.get(context_id) is ContextPhase.FAILED:
+                # Nothing at all for a context after its error event.
+                self._log.debug(f"ignoring input for failed context {context_id}")
+                return
+        context = self._contexts.get(context_id) if context_id else None
         try:
+            message = parse_request(obj, context.state.opening if context else None)
+            if isinstance(message, CancelRequest):
+                self._cancel(message.context_id, context, record)
+                return
             if context is None:
-                if message.context_id in self._finished:
-                    raise ContextClosedError(
-                        "context has finished; it accepts no more input",
-                        context_id=message.context_id,
-                    )
-                self._emu.check_model(message.model_id)
-                self._emu.acquire_slot()
-                context = EmulatedContext(message, self, record)
-                self._contexts[message.context_id] = context
-            context.input(message)
+                context = self._open(message, record)
+            else:
+                context.input(message)
         except CartesiaAPIError as e:
-            e.context_id = message.context_id
-            await self._send_error(e, record)
-            if context is not None:
-                context.fail()
+            e.context_id = e.context_id or context_id
+            await self._refuse(e, context)
             return
+        self._log.debug(
+            f"context {message.context_id}: {message.kind} of {len(message.transcript)} chars"
+        )
         record.inputs.append(InputRecord(message.kind, message.transcript))
         self._emu.record.changed()
 
-    def context_finished(self, context: EmulatedContext) -> None:
-        """Free the slot of a finished context and remember its id."""
-        if self._contexts.pop(context.context_id, None) is None:
+    def _open(self, message: GenerationRequest, record: ContextRecord) -> EmulatedContext:
+        """Open a context with its first request; every check comes before the slot."""
+        if message.context_id in self._ended:
+            raise ContextClosedError(
+                f"context has {self._ended[message.context_id].value}; it accepts no more input",
+                context_id=message.context_id,
+            )
+        state = ContextState(message.context_id)
+        state.input(message)
+        self._emu.check_model(message.model_id)
+        self._emu.acquire_slot()
+        context = EmulatedContext(state, self, record)
+        self._contexts[message.context_id] = context
+        context.accept(message)
+        fmt = message.output_format
+        self._log.debug(
+            f"context {message.context_id} opened: {message.model_id}, {fmt.encoding} "
+            f"{fmt.sample_rate} Hz, buffer delay {message.max_buffer_delay_ms}"
+        )
+        return context
+
+    def _cancel(
+        self, context_id: str, context: EmulatedContext | None, record: ContextRecord | None
+    ) -> None:
+        # Cancelling an unknown or finished context is ignored.
+        if context is None or record is None or not context.cancel():
             return
+        record.cancelled = True
+        self._log.debug(f"context {context_id} cancelled")
+        self._emu.record.changed()
+
+    async def _refuse(self, error: CartesiaAPIError, context: EmulatedContext | None = None):
+        """Send an error event; it ends the context it names, which gets nothing after it."""
+        if context is not None:
+            error.context_id = context.context_id
+            context.fail()  # before the send: none of its output may follow the error
+        if error.context_id is not None:
+            self._remember(error.context_id, ContextPhase.FAILED)
+        self._log.info(f"error event: {error}")
+        record = self._emu.record.contexts.get(error.context_id) if error.context_id else None
+        await self._send(Error.from_exception(error, request_id=self.record.request_id), record)
+
+    # -- ContextHost ------------------------------------------------------------
+
+    def release(self, context: EmulatedContext) -> None:
+        """Free the concurrency slot of a context that just became done, cancelled or failed."""
         self._emu.release_slot()
-        self._finished[context.context_id] = None
-        while len(self._finished) > _FINISHED_MEMORY:
-            self._finished.popitem(last=False)
+
+    def ended(self, context: EmulatedContext) -> None:
+        """Forget a context whose output task has ended, remembering how it ended."""
+        if self._contexts.get(context.context_id) is context:
+            del self._contexts[context.context_id]
+            self._remember(context.context_id, context.state.phase)
+        record = context.record
+        self._log.info(
+            f"context {context.context_id} {context.state.phase.value}: "
+            f"{len(record.inputs)} inputs, {record.total_audio_bytes} audio bytes, "
+            f"{len(record.spoken)} words spoken, flush_done {record.flush_done_ids}"
+        )
+
+    def _remember(self, context_id: str, phase: ContextPhase) -> None:
+        if self._ended.get(context_id) is ContextPhase.FAILED:
+            return  # an error event is final
+        self._ended[context_id] = phase
+        self._ended.move_to_end(context_id)
+        while len(self._ended) > _ENDED_MEMORY:
+            self._ended.popitem(last=False)
 
     def start_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task:
         """Run a context's output task, owned by this connection."""
@@ -183,12 +247,13 @@ class Session:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _send_error(self, error: CartesiaAPIError, record: ContextRecord | None = None):
-        await self._send(Error.from_exception(error, request_id=self.record.request_id), record)
-
     async def send(self, event: ServerEvent, context: EmulatedContext) -> None:
         """Send one event of a context, applying faults and recording it."""
+        if context.state.phase is ContextPhase.FAILED:
+            return  # its error event was its last
         await self._send(event, context.record, context)
+
+    # -- sending ----------------------------------------------------------------
 
     async def _send(
         self,
@@ -235,28 +300,28 @@ class Session:
     async def _after_chunk(self, context: EmulatedContext) -> None:
         faults, sent = self._emu.faults, self.record.chunks_sent
         if faults.take("malformed_after_chunks", sent):
-            logger.debug("emulator fault: sending a malformed frame")
+            self._log.info("fault: sending a malformed frame")
             await self._ws.send('{"type": "chunk", "context_id": ')
         if faults.take("error_after_chunks", sent):
             spec = faults.error or InjectedError()
-            await self._send(
-                Error(
-                    context_id=context.context_id,
+            self._log.info(f"fault: error event for context {context.context_id}")
+            await self._refuse(
+                api_error(
+                    spec.message,
                     status_code=spec.status_code,
                     error_code=spec.error_code,
                     title=spec.title,
-                    message=spec.message,
-                    request_id=self.record.request_id,
                 ),
-                context.record,
+                context,
             )
-            context.fail()
         if faults.take("stall_after_chunks", sent):
+            self._log.info(f"fault: stalling for {faults.stall_ms:g} ms")
             self._stall_until = self._loop.time() + faults.stall_ms / 1000.0
         if faults.take("close_after_chunks", sent):
+            self._log.info(f"fault: closing with code {faults.close_code}")
             self.close_soon(faults.close_code, "emulator fault: close after chunks")
         if faults.take("drop_after_chunks", sent):
-            logger.debug("emulator fault: dropping the connection")
+            self._log.info("fault: dropping the connection")
             self._closing = True
             self.close_soon(1006, "", abort=True)
 
@@ -270,7 +335,7 @@ class Session:
         while True:
             remaining = self._last_activity + timeout - self._loop.time()
             if remaining <= 0:
-                logger.debug(f"emulator: closing idle connection {self.record.request_id}")
+                self._log.info(f"closing idle connection {self.record.request_id}")
                 await self._ws.close(1000, "connection idle timeout")
                 return
             await asyncio.sleep(remaining)

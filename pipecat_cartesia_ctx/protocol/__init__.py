@@ -16,6 +16,7 @@ from .errors import (
     CONCURRENCY_LIMITED,
     CONTEXT_CLOSED,
     CONTEXT_FIELD_CHANGED,
+    EMPTY_TRANSCRIPT,
     INTERNAL_ERROR,
     INVALID_REQUEST,
     MODEL_NOT_FOUND,
@@ -30,6 +31,7 @@ from .errors import (
     ConcurrencyLimitError,
     ContextClosedError,
     ContextFieldChangedError,
+    EmptyTranscriptError,
     InvalidRequestError,
     ModelNotFoundError,
     ProtocolError,
@@ -62,6 +64,7 @@ from .requests import (
     validate_generation_config,
 )
 from .state import ContextPhase, ContextState
+from .text import EMPTY_TRANSCRIPT_MESSAGE, is_speakable
 from .wire import (
     BYTES_PER_SAMPLE,
     DEFAULT_CARTESIA_VERSION,
@@ -69,11 +72,13 @@ from .wire import (
     DEFAULT_URL,
     ENCODINGS,
     MAX_BUFFER_DELAY_MS,
+    MODEL_FAMILIES,
     SAMPLE_RATES,
     STATUS_PARTIAL,
     STRUCTURED_ERRORS_SINCE,
     WEBSOCKET_PATH,
     Encoding,
+    is_known_model,
 )
 
 __all__ = [
@@ -84,10 +89,13 @@ __all__ = [
     "DEFAULT_CARTESIA_VERSION",
     "DEFAULT_MAX_BUFFER_DELAY_MS",
     "DEFAULT_URL",
+    "EMPTY_TRANSCRIPT",
+    "EMPTY_TRANSCRIPT_MESSAGE",
     "ENCODINGS",
     "INTERNAL_ERROR",
     "INVALID_REQUEST",
     "MAX_BUFFER_DELAY_MS",
+    "MODEL_FAMILIES",
     "MODEL_NOT_FOUND",
     "QUOTA_EXCEEDED",
     "SAMPLE_RATES",
@@ -110,6 +118,7 @@ __all__ = [
     "ContextPhase",
     "ContextState",
     "Done",
+    "EmptyTranscriptError",
     "Encoding",
     "Error",
     "FlushDone",
@@ -128,6 +137,8 @@ __all__ = [
     "api_error",
     "encode_event",
     "event_to_wire",
+    "is_known_model",
+    "is_speakable",
     "normalize_voice",
     "parse_event",
     "parse_request",

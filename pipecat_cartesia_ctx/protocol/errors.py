@@ -14,6 +14,8 @@ caller can handle both the same way.
 
 from __future__ import annotations
 
+from .text import EMPTY_TRANSCRIPT_MESSAGE
+
 # Error codes. The first three are attested in Cartesia's documentation; the
 # others are this project's choice for cases the documentation leaves open, and
 # both the client and the emulator use them.
@@ -23,6 +25,7 @@ QUOTA_EXCEEDED = "quota_exceeded"
 INVALID_REQUEST = "invalid_request"
 CONTEXT_CLOSED = "context_closed"
 CONTEXT_FIELD_CHANGED = "context_field_changed"
+EMPTY_TRANSCRIPT = "empty_transcript"
 TOO_MANY_CONNECTIONS = "too_many_connections"
 UNAUTHORIZED = "unauthorized"
 INTERNAL_ERROR = "internal_error"
@@ -133,6 +136,16 @@ class ContextFieldChangedError(InvalidRequestError):
     default_error_code = CONTEXT_FIELD_CHANGED
 
 
+class EmptyTranscriptError(InvalidRequestError):
+    """A context's first transcript is empty, whitespace or punctuation only.
+
+    Cartesia refuses such a context with a 400 error event that ends it (seen
+    after tool-call turns, and when an LLM resumes with "..." after a barge-in).
+    """
+
+    default_error_code = EMPTY_TRANSCRIPT
+
+
 class AuthenticationError(CartesiaAPIError):
     """The API key or access token was missing or refused (401)."""
 
@@ -170,6 +183,7 @@ _BY_CODE: dict[str, type[CartesiaAPIError]] = {
     MODEL_NOT_FOUND: ModelNotFoundError,
     CONTEXT_CLOSED: ContextClosedError,
     CONTEXT_FIELD_CHANGED: ContextFieldChangedError,
+    EMPTY_TRANSCRIPT: EmptyTranscriptError,
     CONCURRENCY_LIMITED: ConcurrencyLimitError,
     QUOTA_EXCEEDED: QuotaExceededError,
     UNAUTHORIZED: AuthenticationError,
@@ -206,6 +220,9 @@ def api_error(
         An exception instance (not raised) whose fields are exactly the given ones.
     """
     cls = _BY_CODE.get(error_code or "")
+    if cls is None and EMPTY_TRANSCRIPT_MESSAGE in message:
+        # The real server reports it without a code of its own (legacy frames).
+        cls = EmptyTranscriptError
     if cls is None and status_code is not None:
         cls = _BY_STATUS.get(status_code) or (ServerError if status_code >= 500 else None)
     err = (cls or CartesiaAPIError)(

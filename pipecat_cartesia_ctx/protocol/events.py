@@ -284,6 +284,9 @@ def event_to_wire(event: ServerEvent, *, legacy_errors: bool = False) -> dict[st
         return {
             "type": "flush_done",
             "context_id": event.context_id,
+            # Real frames carry an empty "data" (quoted in a LiveKit PR): a client
+            # must not take it for audio.
+            "data": "",
             "done": False,
             "flush_done": True,
             "flush_id": event.flush_id,

@@ -230,10 +230,6 @@ class GenerationRequest:
             return "close"
         return "flush" if self.flush else "push"
 
-    def locked(self) -> tuple[Any, ...]:
-        """The values of the locked fields, for comparison between inputs."""
-        return tuple(getattr(self, name) for name in self.LOCKED_FIELDS)
-
     def to_wire(self) -> dict[str, Any]:
         """Return the JSON object sent on the wire."""
         msg: dict[str, Any] = {
@@ -305,11 +301,17 @@ class CancelRequest:
 ClientMessage = GenerationRequest | CancelRequest
 
 
-def parse_request(raw: str | bytes | Mapping[str, Any]) -> ClientMessage:
+def parse_request(
+    raw: str | bytes | Mapping[str, Any], defaults: GenerationRequest | None = None
+) -> ClientMessage:
     """Parse one client text frame, tolerantly (whitespace, unknown fields).
 
     Args:
         raw: The frame's payload, or its already decoded JSON object.
+        defaults: The request that opened the frame's context, if it is open:
+            every field the frame leaves out keeps that request's value, as
+            Cartesia does for later inputs of a context. Only ``transcript``,
+            ``continue``, ``flush`` and ``generation_config`` are per input.
 
     Returns:
         The parsed request.
@@ -323,29 +325,37 @@ def parse_request(raw: str | bytes | Mapping[str, Any]) -> ClientMessage:
     context_id = f.str("context_id", required=True)
     if f.bool("cancel"):
         return CancelRequest(context_id=context_id)
+    base = defaults if defaults is not None and defaults.context_id == context_id else None
     try:
+        locked: dict[str, Any] = {}
+        if (model_id := f.str("model_id", required=base is None)) is not None:
+            locked["model_id"] = model_id
+        if (voice := f.raw("voice", required=base is None)) is not None:
+            locked["voice"] = normalize_voice(voice)
+        if (output_format := f.object("output_format", required=base is None)) is not None:
+            locked["output_format"] = OutputFormat.coerce(output_format)
+        if (language := f.str("language")) is not None:
+            locked["language"] = language
+        if (delay := f.int("max_buffer_delay_ms")) is not None:
+            locked["max_buffer_delay_ms"] = delay
+        if (pronunciation_dict_id := f.str("pronunciation_dict_id")) is not None:
+            locked["pronunciation_dict_id"] = pronunciation_dict_id
+        # Absent and false differ here: absent keeps the context's (or the server's) value.
+        for key in ("add_timestamps", "add_phoneme_timestamps", "use_normalized_timestamps"):
+            if f.raw(key) is not None:
+                locked[key] = f.bool(key)
         generation_config = f.object("generation_config")
-        return GenerationRequest(
-            context_id=context_id,
-            model_id=f.str("model_id", required=True),
-            voice=normalize_voice(f.raw("voice", required=True)),
-            output_format=OutputFormat.coerce(f.object("output_format", required=True)),
-            transcript=f.str("transcript", required=True),
-            continue_=f.bool("continue"),
-            flush=f.bool("flush"),
-            language=f.str("language"),
-            max_buffer_delay_ms=f.int("max_buffer_delay_ms"),
-            add_timestamps=f.bool("add_timestamps"),
-            add_phoneme_timestamps=f.bool("add_phoneme_timestamps"),
-            # Absent and false differ here: absent leaves the server's default.
-            use_normalized_timestamps=None
-            if f.raw("use_normalized_timestamps") is None
-            else f.bool("use_normalized_timestamps"),
-            generation_config=None
+        per_input = {
+            "transcript": f.str("transcript", required=True),
+            "continue_": f.bool("continue"),
+            "flush": f.bool("flush"),
+            "generation_config": None
             if generation_config is None
             else validate_generation_config(generation_config),
-            pronunciation_dict_id=f.str("pronunciation_dict_id"),
-        )
+        }
+        if base is not None:
+            return replace(base, **locked, **per_input)
+        return GenerationRequest(context_id=context_id, **locked, **per_input)
     except InvalidRequestError as e:
         # Errors raised by nested validators do not know the context yet.
         e.context_id = e.context_id or context_id

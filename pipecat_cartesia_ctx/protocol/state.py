@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from enum import Enum
 
-from .errors import ContextClosedError, ContextFieldChangedError
+from .errors import ContextClosedError, ContextFieldChangedError, EmptyTranscriptError
 from .requests import GenerationRequest
+from .text import EMPTY_TRANSCRIPT_MESSAGE, is_speakable
 
 
 class ContextPhase(Enum):
@@ -41,7 +42,7 @@ _FINISHED = frozenset({ContextPhase.DONE, ContextPhase.CANCELLED, ContextPhase.F
 
 
 class ContextState:
-    """Per-context protocol state: phase, locked fields, and manual flush count.
+    """Per-context protocol state: phase, the opening request, and the manual flush count.
 
     Parameters:
         context_id: The context's id.
@@ -52,7 +53,7 @@ class ContextState:
         self.phase = ContextPhase.NEW
         self.flushes = 0
         self.inputs = 0
-        self._locked: tuple | None = None
+        self.opening: GenerationRequest | None = None
 
     def __repr__(self) -> str:
         return f"ContextState({self.context_id!r}, {self.phase.value}, flushes={self.flushes})"
@@ -75,6 +76,11 @@ class ContextState:
     def input(self, request: GenerationRequest) -> int | None:
         """Apply one generation request; nothing changes if it is refused.
 
+        The first request opens the context and fixes its locked fields. A later
+        request that carries text must repeat them; one with an empty transcript
+        (a flush, the close) is not checked, because Cartesia's own async SDK
+        closes a context with its defaults whatever the context was opened with.
+
         Args:
             request: The request, sent (client) or received (emulator).
 
@@ -83,6 +89,7 @@ class ContextState:
 
         Raises:
             ContextClosedError: The context no longer accepts input.
+            EmptyTranscriptError: The first transcript has no letter or digit.
             ContextFieldChangedError: A locked field differs from the first input's.
         """
         if not self.accepts_input:
@@ -90,20 +97,12 @@ class ContextState:
                 f"context is {self.phase.value}; it accepts no more input",
                 context_id=self.context_id,
             )
-        locked = request.locked()
-        if self._locked is not None and locked != self._locked:
-            changed = [
-                name
-                for name, before, now in zip(
-                    request.LOCKED_FIELDS, self._locked, locked, strict=True
-                )
-                if before != now
-            ]
-            raise ContextFieldChangedError(
-                f"{', '.join(changed)} cannot change within a context; open a new context",
-                context_id=self.context_id,
-            )
-        self._locked = locked
+        if self.opening is None:
+            if not is_speakable(request.transcript):
+                raise EmptyTranscriptError(EMPTY_TRANSCRIPT_MESSAGE, context_id=self.context_id)
+            self.opening = request
+        elif request.transcript:
+            self._check_locks(request)
         self.inputs += 1
         closed_flush = None
         if request.flush:
@@ -111,6 +110,19 @@ class ContextState:
             closed_flush = self.flushes
         self.phase = ContextPhase.OPEN if request.continue_ else ContextPhase.CLOSING
         return closed_flush
+
+    def _check_locks(self, request: GenerationRequest) -> None:
+        opening = self.opening
+        changed = [
+            name
+            for name in request.LOCKED_FIELDS
+            if getattr(request, name) != getattr(opening, name)
+        ]
+        if changed:
+            raise ContextFieldChangedError(
+                f"{', '.join(changed)} cannot change within a context; open a new context",
+                context_id=self.context_id,
+            )
 
     def cancel(self) -> bool:
         """Cancel the context.
