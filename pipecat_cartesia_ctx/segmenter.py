@@ -31,6 +31,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .protocol.text import is_speakable
+
 
 class FlushOn(StrEnum):
     """Where segments end."""
@@ -90,10 +92,6 @@ _TAG_START = re.compile(r"<(?:<|/?[A-Za-z])")
 
 def _word_count(text: str) -> int:
     return sum(1 for token in text.split() if any(ch.isalnum() for ch in token))
-
-
-def _has_words(text: str) -> bool:
-    return any(ch.isalnum() for ch in text)
 
 
 class Segmenter:
@@ -229,7 +227,7 @@ class Segmenter:
             if boundary is not None and self._flushes_at(boundary):
                 return cut, True
             best = cut
-        if final and best < len(buffer) and (self._pushed_any or _has_words(buffer)):
+        if final and best < len(buffer) and (self._pushed_any or is_speakable(buffer)):
             return len(buffer), False
         if self.whole_segments and not final:
             return 0, False  # the segment goes out whole, at its flush or at the end
@@ -237,7 +235,7 @@ class Segmenter:
 
     def _may_open(self, text: str, boundary: str | None) -> bool:
         """Whether ``text`` may be the first push of a context."""
-        if not _has_words(text):
+        if not is_speakable(text):
             return False
         return boundary is not None or _word_count(text) >= max(self.first_push_words, 1)
 

@@ -8,10 +8,10 @@ import json
 import time
 
 import pytest
-from helpers import MODEL, S16_24K, VOICE, collect, new_context
+from helpers import S16_24K, VOICE, collect, new_context
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
-from wire_helpers import KEY, connect_raw, ends, read_until, wire
+from wire_helpers import connect_raw, ends, read_until, wire
 
 from pipecat_cartesia_ctx.client import CartesiaConnection
 from pipecat_cartesia_ctx.emulator import Behavior, CancelBehavior, InjectedError, Pacing
@@ -290,9 +290,7 @@ async def _settle(conn):
 
 
 async def test_cancel_chunk_in_flight_stops_after_at_most_one_chunk(make_emulator):
-    emu = await make_emulator(
-        pacing=SLOW, behavior=Behavior(cancel=CancelBehavior.CHUNK_IN_FLIGHT)
-    )
+    emu = await make_emulator(pacing=SLOW, behavior=Behavior(cancel=CancelBehavior.CHUNK_IN_FLIGHT))
     async with await CartesiaConnection.connect(api_key="k", url=emu.url) as conn:
         ctx, seen = await _cancel_after_chunks(conn, 3)
         assert seen == 3, "receive() yields nothing after cancel()"
@@ -337,6 +335,22 @@ async def test_cancel_by_default_finishes_the_segment_then_done_all_dropped_by_t
         assert record.flush_done_ids == [1]
         assert set(record.audio_bytes) == {1}, "the next segment is never generated"
         assert conn.dropped["cancelled_context"] >= len(after)
+
+
+async def test_cancel_drops_every_generation_not_begun_even_of_the_same_flush(make_emulator):
+    emu = await make_emulator(pacing=SLOW)
+    first, second = "The first sentence is being spoken. ", "The second one never begins. "
+    async with connect_raw(emu) as ws:
+        # Managed buffering: each sentence is ready on its own, both before any flush.
+        await ws.send(wire("two", first + second, add_timestamps=True))
+        await read_until(ws, lambda e: isinstance(e, Chunk))
+        await ws.send(json.dumps({"context_id": "two", "cancel": True}))
+        await read_until(ws, ends("two"))
+    record = emu.record.context("two")
+    assert record.spoken == first.split()
+    assert record.words == first.split()
+    assert record.flush_done_ids == [], "no flush was sent: nothing to report done"
+    assert record.events[-1] == "done"
 
 
 async def test_cancelling_unknown_or_finished_contexts_is_ignored(emu):

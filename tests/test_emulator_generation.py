@@ -328,18 +328,36 @@ async def test_generation_config_speed_changes_the_next_input(conn):
     assert fast / normal == pytest.approx(1 / 1.5, rel=0.01)
 
 
-async def test_implicit_flush_numbers_every_input_when_switched_on(make_emulator):
-    emu = await make_emulator(behavior=Behavior(implicit_flush=True))
+async def test_at_delay_0_every_input_is_its_own_flush_by_default(conn):
+    ctx = new_context(conn, max_buffer_delay_ms=0)
+    await ctx.push("First. ")
+    await ctx.push("Second. ")
+    await ctx.no_more_inputs()
+    events = await collect(ctx)
+    assert shape([e for e in events if not isinstance(e, Timestamps)]) == [
+        ("chunk", 1),
+        ("flush_done", 1),
+        ("chunk", 2),
+        ("flush_done", 2),
+        ("done", None),
+    ]
+    assert audio_of(events, 1) == encode_float(
+        VOICE_MODEL.synthesize("First. ", 24000).samples, "pcm_s16le"
+    )
+    assert audio_of(events, 2)
+
+
+async def test_implicit_flushes_can_be_switched_off(make_emulator):
+    emu = await make_emulator(behavior=Behavior(implicit_flush=False))
     async with await CartesiaConnection.connect(api_key="k", url=emu.url) as conn:
         ctx = new_context(conn, max_buffer_delay_ms=0)
         await ctx.push("First. ")
         await ctx.push("Second. ")
         await ctx.no_more_inputs()
         events = await collect(ctx)
+    assert [e for e in events if isinstance(e, FlushDone)] == []
+    assert {e.flush_id for e in events if isinstance(e, Chunk)} == {1}
     assert shape(events)[-1] == ("done", None)
-    assert [e.flush_id for e in events if isinstance(e, FlushDone)] == [1, 2]
-    assert audio_of(events, 1)
-    assert audio_of(events, 2)
 
 
 async def test_flush_done_before_done_when_switched_on(make_emulator):

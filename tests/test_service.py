@@ -290,15 +290,23 @@ async def test_no_voice_is_a_clear_error(emu):
     assert audio(down) == []
 
 
-@pytest.mark.parametrize("at_close", [False, True])
-async def test_implicit_per_input_flushes_still_give_1_2_3_and_exact_texts(make_emulator, at_close):
-    emu = await make_emulator(behavior=Behavior(implicit_flush=True, flush_done_at_close=at_close))
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit", "manual"])
+@pytest.mark.parametrize("at_close", [False, True], ids=["", "flush-done-at-close"])
+async def test_delay_0_flush_numberings_both_give_1_2_3_and_exact_texts(
+    make_emulator, implicit, at_close
+):
+    emu = await make_emulator(
+        behavior=Behavior(implicit_flush=implicit, flush_done_at_close=at_close)
+    )
     tts = make_tts(emu, max_buffer_delay_ms=0)
     down, _ = await run_test(tts, frames_to_send=llm_turn(THREE, seed=11))
     [record] = emu.record.contexts.values()
     # Custom buffering: each segment goes out whole, as one input.
     assert record.pushes == SEGMENTS
-    assert len(record.flush_done_ids) > 3, "the server numbered inputs and flushes alike"
+    if implicit:
+        assert len(record.flush_done_ids) > 3, "the server numbered inputs and flushes alike"
+    else:
+        assert record.flush_done_ids[:2] == [1, 2], "one per manual flush"
     assert segment_order(down) == [(k, n) for n in (1, 2, 3) for k in ("audio", "done")]
     assert [f.text for f in flush_dones(down)] == SEGMENTS
 

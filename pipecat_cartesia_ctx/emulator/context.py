@@ -183,10 +183,13 @@ class EmulatedContext:
             self._host.release(self)
 
     def _release_ready(self) -> None:
-        ends = [m.end() for m in _READY.finditer(self._pending)]
-        if ends:
-            text, self._pending = self._pending[: ends[-1]], self._pending[ends[-1] :]
-            self._enqueue(text)
+        # Each ready sentence is a generation of its own, so a cancel stops at the
+        # sentence being spoken, as it would on a server generating as text arrives.
+        start = 0
+        for match in _READY.finditer(self._pending):
+            self._enqueue(self._pending[start : match.end()])
+            start = match.end()
+        self._pending = self._pending[start:]
         if not self._pending.strip():
             self._cancel_timer()
         elif self._timer is None:
