@@ -49,6 +49,8 @@ class ContextRecord:
         flush_done_ids: Ids of the ``flush_done`` events sent, in order.
         errors: Error events sent, as wire objects.
         events_after_cancel: Messages sent after the cancel arrived.
+        outcome: How the context ended once nothing more will be sent for it:
+            ``"done"``, ``"cancelled"`` or ``"failed"``; None while it runs.
     """
 
     context_id: str
@@ -64,6 +66,7 @@ class ContextRecord:
     flush_done_ids: list[int] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     events_after_cancel: list[str] = field(default_factory=list)
+    outcome: Literal["done", "cancelled", "failed"] | None = None
 
     @property
     def transcript(self) -> str:
@@ -156,6 +159,31 @@ class EmulatorRecord:
             KeyError: If the emulator never saw the context (or forgot it).
         """
         return self.contexts[context_id]
+
+    def spoken(self) -> list[str]:
+        """What each context spoke, in the order the contexts were opened.
+
+        Returns:
+            For each context that received input, the words whose audio was
+            sent in full, joined by spaces (a cancelled context shows what was
+            heard before the cut).
+        """
+        return [c.spoken_text for c in self.contexts.values() if c.inputs]
+
+    def transcripts(self) -> list[str]:
+        """The text each context received, concatenated verbatim, in the order opened."""
+        return [c.transcript for c in self.contexts.values() if c.inputs]
+
+    async def settled(self, timeout: float = 5.0) -> None:
+        """Wait until every context that received input has ended and sent its last event.
+
+        Raises:
+            CartesiaTimeoutError: If one is still running after ``timeout`` seconds.
+        """
+        await self.wait_for(
+            lambda r: all(c.outcome is not None for c in r.contexts.values() if c.inputs),
+            timeout,
+        )
 
     def clear(self) -> None:
         """Forget everything recorded so far (open connections keep counting)."""

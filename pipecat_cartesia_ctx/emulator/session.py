@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from loguru import logger
 from websockets.asyncio.server import ServerConnection
@@ -47,6 +47,12 @@ if TYPE_CHECKING:
 
 # Ids of ended contexts remembered per connection, to answer input for them.
 _ENDED_MEMORY = 4096
+
+_OUTCOMES: dict[ContextPhase, Literal["done", "cancelled", "failed"]] = {
+    ContextPhase.DONE: "done",
+    ContextPhase.CANCELLED: "cancelled",
+    ContextPhase.FAILED: "failed",
+}
 
 
 class Session:
@@ -213,6 +219,9 @@ class Session:
         self._log.info(f"error event: {error}")
         record = self._emu.record.contexts.get(error.context_id) if error.context_id else None
         await self._send(Error.from_exception(error, request_id=self.record.request_id), record)
+        if record is not None and record.outcome is None:
+            record.outcome = "failed"  # refused before it had a task: it ends here
+            self._emu.record.changed()
 
     # -- ContextHost ------------------------------------------------------------
 
@@ -226,6 +235,8 @@ class Session:
             del self._contexts[context.context_id]
             self._remember(context.context_id, context.state.phase)
         record = context.record
+        record.outcome = _OUTCOMES.get(context.state.phase, "cancelled")
+        self._emu.record.changed()
         self._log.info(
             f"context {context.context_id} {context.state.phase.value}: "
             f"{len(record.inputs)} inputs, {record.total_audio_bytes} audio bytes, "
