@@ -75,7 +75,14 @@ def main(argv: list[str]) -> int:
         return 2
     python = _environment()
     _ensure_installed(python)
-    return subprocess.run([str(python), *COMMANDS[argv[0]], *argv[1:]], cwd=ROOT).returncode
+    command = [str(python), *COMMANDS[argv[0]], *argv[1:]]
+    if os.name == "posix":
+        # Become the command, so SIGTERM and SIGINT reach it directly (a parent that
+        # only waits would die alone and leave an emulator running, orphaned).
+        sys.stdout.flush()
+        os.chdir(ROOT)
+        os.execv(command[0], command)
+    return subprocess.run(command, cwd=ROOT).returncode
 
 
 if __name__ == "__main__":

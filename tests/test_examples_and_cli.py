@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import collect, new_context
+from helpers import S16_24K, collect, new_context
 
 from pipecat_cartesia_ctx.client import CartesiaConnection
-from pipecat_cartesia_ctx.protocol import Done
+from pipecat_cartesia_ctx.protocol import AuthenticationError, CartesiaConnectionError, Done
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE_ENV = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA_")}
@@ -153,37 +153,112 @@ def test_the_foundational_example_imports_against_this_pipecat():
 # -- the emulator's command line ----------------------------------------------
 
 
-async def test_the_emulator_cli_serves_until_interrupted():
+async def start_emulator(*args: str, dev: bool = False) -> tuple[asyncio.subprocess.Process, str]:
+    """Start the emulator's command line (or ``dev.py emulator``) on a free port; its URL."""
+    command = [str(ROOT / "dev.py"), "emulator"] if dev else ["-m", "pipecat_cartesia_ctx.emulator"]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "pipecat_cartesia_ctx.emulator",
+        *command,
         "--port",
         "0",
         "--speed",
         "0",
         "--first-chunk-ms",
         "0",
+        *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=OFFLINE_ENV,
     )
+    # dev.py may install the project first (on a fresh clone): read up to the URL.
+    async with asyncio.timeout(300):
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            if not line:
+                raise AssertionError("the emulator exited before listening")
+            if match := re.search(r"(ws://127\.0\.0\.1:\d+/tts/websocket)", line):
+                return proc, match.group(1)
+
+
+async def stop_emulator(proc: asyncio.subprocess.Process, sig=signal.SIGINT) -> tuple[str, str]:
+    """Signal the emulator and wait for it to exit; its remaining stdout and stderr."""
     try:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        url = re.search(r"(ws://127\.0\.0\.1:\d+/tts/websocket)", line).group(1)
-        async with await CartesiaConnection.connect(api_key="k", url=url) as conn:
-            ctx = new_context(conn)
-            await ctx.push("From the command line.")
-            await ctx.no_more_inputs()
-            assert isinstance((await collect(ctx))[-1], Done)
-        proc.send_signal(signal.SIGINT)
-        rest, _ = await asyncio.wait_for(proc.communicate(), 10)
-        assert proc.returncode == 0
-        assert "stopped" in rest.decode()
+        proc.send_signal(sig)
+        out, err = await asyncio.wait_for(proc.communicate(), 10)
+        return out.decode(), err.decode()
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def speak_once(url: str, **connect_kwargs) -> list:
+    async with await CartesiaConnection.connect(url=url, **connect_kwargs) as conn:
+        ctx = new_context(conn)
+        await ctx.push("From the command line.")
+        await ctx.no_more_inputs()
+        return await collect(ctx)
+
+
+async def test_the_emulator_cli_serves_until_interrupted():
+    proc, url = await start_emulator()
+    assert isinstance((await speak_once(url, api_key="k"))[-1], Done)
+    out, _ = await stop_emulator(proc)
+    assert proc.returncode == 0
+    assert "stopped" in out
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "INFO", "WARNING"])
+async def test_the_cli_log_level_gives_lines_per_connection_context_and_error(level):
+    proc, url = await start_emulator("--log-level", level.lower())
+    await speak_once(url, api_key="k")
+    async with await CartesiaConnection.connect(api_key="k", url=url) as conn:
+        bad = conn.context(model_id="no-such-model", voice="v", output_format=S16_24K)
+        await bad.push("Refused.")
+        await collect(bad)
+    _, err = await stop_emulator(proc)
+    info = [
+        "connection 0 opened: auth x-api-key",
+        "connection 0: context ",
+        " done: 2 inputs,",
+        "connection 1: error event: [400 model_not_found]",
+        "connection 1 closed: code 1000",
+    ]
+    debug = [
+        f"push of {len('From the command line.')} chars",
+        "opened: sonic-3, pcm_s16le 24000 Hz",
+    ]
+    for line in info:
+        assert (line in err) == (level != "WARNING"), line
+    for line in debug:
+        assert (line in err) == (level == "DEBUG"), line
+
+
+async def test_the_cli_takes_a_key_and_access_tokens():
+    proc, url = await start_emulator("--api-key", "cli-key", "--access-token", "cli-token")
+    try:
+        assert isinstance((await speak_once(url, api_key="cli-key"))[-1], Done)
+        async with await CartesiaConnection.connect(
+            api_key="k",
+            url=url,
+            extra_headers={"X-API-Key": "", "Authorization": "Bearer cli-token"},
+        ):
+            pass
+        with pytest.raises(AuthenticationError):
+            await speak_once(url, api_key="another-key")
+    finally:
+        await stop_emulator(proc)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_dev_py_emulator_stops_its_emulator_on_a_signal(sig):
+    proc, url = await start_emulator(dev=True)
+    assert isinstance((await speak_once(url, api_key="k"))[-1], Done)
+    out, _ = await stop_emulator(proc, sig)
+    assert proc.returncode == 0
+    assert "stopped" in out
+    with pytest.raises(CartesiaConnectionError):
+        await CartesiaConnection.connect(api_key="k", url=url, open_timeout=2)
 
 
 def test_the_console_script_is_installed_and_documents_its_knobs():

@@ -33,14 +33,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 = any free)")
     parser.add_argument(
-        "--api-key", default=None, help="require this key (default: accept any or none)"
+        "--api-key",
+        default=None,
+        help="accept only this key (default: any non-empty key or token; none at all is 401)",
+    )
+    parser.add_argument(
+        "--access-token",
+        action="append",
+        dest="access_tokens",
+        default=[],
+        metavar="TOKEN",
+        help="accept this access token (repeatable; with no --api-key, only these are accepted)",
     )
     parser.add_argument(
         "--model",
         action="append",
         dest="models",
         metavar="MODEL_ID",
-        help="accept only these model ids (repeatable; default: any id starting with 'sonic')",
+        help="accept only these model ids (repeatable; default: Cartesia's model ids)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"],
+        help="INFO: a line per connection, per context and per error; "
+        "DEBUG: also every request (default INFO)",
     )
     pacing = parser.add_argument_group("pacing")
     pacing.add_argument(
@@ -64,22 +82,33 @@ def build_parser() -> argparse.ArgumentParser:
     pacing.add_argument(
         "--unaligned-chunks", action="store_true", help="cut chunks off sample boundaries"
     )
-    behavior = parser.add_argument_group("behaviour where Cartesia is undocumented")
+    behavior = parser.add_argument_group(
+        "protocol behaviour (defaults follow what Cartesia documents or was seen doing)"
+    )
     behavior.add_argument(
         "--cancel",
         choices=[c.value for c in CancelBehavior],
-        default=CancelBehavior.CHUNK_IN_FLIGHT.value,
-        help="what is still sent after a cancel (default: the chunk in flight)",
+        default=CancelBehavior.FINISH_SEGMENT.value,
+        help="what is still sent of the generation under way after a cancel: the rest of it "
+        "(segment, default), at most the chunk in flight (chunk), or nothing (immediate)",
+    )
+    behavior.add_argument(
+        "--done-after-cancel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="end a cancelled context with done (default: yes)",
     )
     behavior.add_argument(
         "--implicit-flush",
-        action="store_true",
-        help="with max_buffer_delay_ms 0, send a flush_done after every input",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with max_buffer_delay_ms 0, a flush_done after every input (default: yes)",
     )
     behavior.add_argument(
         "--flush-done-at-close",
-        action="store_true",
-        help="send a flush_done for the last segment before done",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="a flush_done for the last segment before done (default: no)",
     )
     limits = parser.add_argument_group("limits")
     limits.add_argument(
@@ -104,6 +133,7 @@ async def serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         api_key=args.api_key,
+        access_tokens=args.access_tokens,
         models=args.models,
         pacing=Pacing(
             first_chunk_ms=args.first_chunk_ms,
@@ -113,6 +143,7 @@ async def serve(args: argparse.Namespace) -> None:
         ),
         behavior=Behavior(
             cancel=CancelBehavior(args.cancel),
+            done_after_cancel=args.done_after_cancel,
             implicit_flush=args.implicit_flush,
             flush_done_at_close=args.flush_done_at_close,
         ),
@@ -143,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     logger.remove()
-    logger.add(sys.stderr, level="INFO")
+    logger.add(
+        sys.stderr,
+        level=args.log_level,
+        format="{time:HH:mm:ss.SSS} {level: <7} {message}",
+        filter="pipecat_cartesia_ctx",
+    )
     try:
         asyncio.run(serve(args))
     except OSError as e:

@@ -244,6 +244,7 @@ class CartesiaEmulator:
     def _refuse(
         self, connection: ServerConnection, status: int, code: str, message: str
     ) -> Response:
+        logger.info(f"refused a connection: HTTP {status} {code}: {message}")
         self.record.rejected_connections.append((status, code))
         self.record.changed()
         body = json.dumps({"status_code": status, "error_code": code, "message": message})
@@ -288,10 +289,19 @@ class CartesiaEmulator:
         self.record.open_connection(record)
         session = Session(self, ws, record, legacy_errors=not uses_structured_errors(version))
         self._sessions[ws] = session
+        logger.info(
+            f"connection {record.number} opened: auth {record.auth}, version {version}, "
+            f"{record.user_agent or 'no user agent'}"
+        )
         try:
             await session.run()
         finally:
             del self._sessions[ws]
+            logger.info(
+                f"connection {record.number} closed: code {record.close_code}"
+                + (f" ({record.close_reason})" if record.close_reason else "")
+                + f", {record.messages_received} requests, {record.chunks_sent} chunks"
+            )
 
 
 def _credentials(headers: Headers, params: dict[str, list[str]]) -> list[tuple[str, str]]:

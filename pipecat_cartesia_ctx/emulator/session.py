@@ -87,7 +87,7 @@ class Session:
         self._last_activity = self._loop.time()
         self._stall_until = 0.0
         self._closing = False
-        self._log = logger.bind(connection=record.number)
+        self._who = f"connection {record.number}"  # how its log lines begin
 
     # ContextHost: read live from the emulator so changes apply at once.
     @property
@@ -156,7 +156,7 @@ class Session:
             record.requests.append(obj)
             if self._ended.get(context_id) is ContextPhase.FAILED:
                 # Nothing at all for a context after its error event.
-                self._log.debug(f"ignoring input for failed context {context_id}")
+                logger.debug(f"{self._who}: ignoring input for failed context {context_id}")
                 return
         context = self._contexts.get(context_id) if context_id else None
         try:
@@ -172,8 +172,9 @@ class Session:
             e.context_id = e.context_id or context_id
             await self._refuse(e, context)
             return
-        self._log.debug(
-            f"context {message.context_id}: {message.kind} of {len(message.transcript)} chars"
+        logger.debug(
+            f"{self._who}: context {message.context_id}: "
+            f"{message.kind} of {len(message.transcript)} chars"
         )
         record.inputs.append(InputRecord(message.kind, message.transcript))
         self._emu.record.changed()
@@ -193,8 +194,8 @@ class Session:
         self._contexts[message.context_id] = context
         context.accept(message)
         fmt = message.output_format
-        self._log.debug(
-            f"context {message.context_id} opened: {message.model_id}, {fmt.encoding} "
+        logger.debug(
+            f"{self._who}: context {message.context_id} opened: {message.model_id}, {fmt.encoding} "
             f"{fmt.sample_rate} Hz, buffer delay {message.max_buffer_delay_ms}"
         )
         return context
@@ -206,7 +207,7 @@ class Session:
         if context is None or record is None or not context.cancel():
             return
         record.cancelled = True
-        self._log.debug(f"context {context_id} cancelled")
+        logger.debug(f"{self._who}: context {context_id} cancelled")
         self._emu.record.changed()
 
     async def _refuse(self, error: CartesiaAPIError, context: EmulatedContext | None = None):
@@ -216,7 +217,7 @@ class Session:
             context.fail()  # before the send: none of its output may follow the error
         if error.context_id is not None:
             self._remember(error.context_id, ContextPhase.FAILED)
-        self._log.info(f"error event: {error}")
+        logger.info(f"{self._who}: error event: {error}")
         record = self._emu.record.contexts.get(error.context_id) if error.context_id else None
         await self._send(Error.from_exception(error, request_id=self.record.request_id), record)
         if record is not None and record.outcome is None:
@@ -237,8 +238,8 @@ class Session:
         record = context.record
         record.outcome = _OUTCOMES.get(context.state.phase, "cancelled")
         self._emu.record.changed()
-        self._log.info(
-            f"context {context.context_id} {context.state.phase.value}: "
+        logger.info(
+            f"{self._who}: context {context.context_id} {context.state.phase.value}: "
             f"{len(record.inputs)} inputs, {record.total_audio_bytes} audio bytes, "
             f"{len(record.spoken)} words spoken, flush_done {record.flush_done_ids}"
         )
@@ -311,11 +312,11 @@ class Session:
     async def _after_chunk(self, context: EmulatedContext) -> None:
         faults, sent = self._emu.faults, self.record.chunks_sent
         if faults.take("malformed_after_chunks", sent):
-            self._log.info("fault: sending a malformed frame")
+            logger.info(f"{self._who}: fault: sending a malformed frame")
             await self._ws.send('{"type": "chunk", "context_id": ')
         if faults.take("error_after_chunks", sent):
             spec = faults.error or InjectedError()
-            self._log.info(f"fault: error event for context {context.context_id}")
+            logger.info(f"{self._who}: fault: error event for context {context.context_id}")
             await self._refuse(
                 api_error(
                     spec.message,
@@ -326,13 +327,13 @@ class Session:
                 context,
             )
         if faults.take("stall_after_chunks", sent):
-            self._log.info(f"fault: stalling for {faults.stall_ms:g} ms")
+            logger.info(f"{self._who}: fault: stalling for {faults.stall_ms:g} ms")
             self._stall_until = self._loop.time() + faults.stall_ms / 1000.0
         if faults.take("close_after_chunks", sent):
-            self._log.info(f"fault: closing with code {faults.close_code}")
+            logger.info(f"{self._who}: fault: closing with code {faults.close_code}")
             self.close_soon(faults.close_code, "emulator fault: close after chunks")
         if faults.take("drop_after_chunks", sent):
-            self._log.info("fault: dropping the connection")
+            logger.info(f"{self._who}: fault: dropping the connection")
             self._closing = True
             self.close_soon(1006, "", abort=True)
 
@@ -346,7 +347,7 @@ class Session:
         while True:
             remaining = self._last_activity + timeout - self._loop.time()
             if remaining <= 0:
-                self._log.info(f"closing idle connection {self.record.request_id}")
+                logger.info(f"{self._who}: closing idle connection {self.record.request_id}")
                 await self._ws.close(1000, "connection idle timeout")
                 return
             await asyncio.sleep(remaining)
