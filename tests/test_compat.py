@@ -10,6 +10,7 @@ import asyncio
 from cartesia import AsyncCartesia, Cartesia
 from helpers import MODEL, VOICE
 from pipecat.frames.frames import (
+    InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
@@ -21,9 +22,11 @@ from pipecat.frames.frames import (
 )
 from pipecat.services.cartesia.tts import CartesiaTTSService
 from pipecat.tests.utils import run_test
+from pipeline_harness import running_pipeline
+from service_helpers import llm_turn
 
 from pipecat_cartesia_ctx.audio import encode_float
-from pipecat_cartesia_ctx.emulator import SyntheticVoice
+from pipecat_cartesia_ctx.emulator import Pacing, SyntheticVoice
 
 F32_44K = {"container": "raw", "encoding": "pcm_f32le", "sample_rate": 44100}
 voice = SyntheticVoice()
@@ -174,3 +177,46 @@ async def test_pipecat_builtin_service_speaks_a_streamed_llm_turn(emu):
     audio = b"".join(f.audio for f in down if isinstance(f, TTSAudioRawFrame))
     assert len(audio) == record.total_audio_bytes > 0
     assert [f.text for f in down if isinstance(f, TTSTextFrame)] == record.words
+
+
+LONG = (
+    "This answer goes on for a while, so that it can be interrupted in the middle. "
+    "It has a second sentence that should never be heard. And a third one too."
+)
+NEXT = "Sure, here is the next answer."
+
+
+async def test_pipecat_builtin_service_drops_the_late_audio_of_a_barge_in(make_emulator):
+    # Cartesia goes on with the generation under way after a cancel, then sends `done`:
+    # pipecat's service must drop all of it itself.
+    emu = await make_emulator(pacing=Pacing(first_chunk_ms=20, speed=4.0, chunk_ms=40))
+    async with running_pipeline(_pipecat_service(emu)) as pipeline:
+        await pipeline.send(*llm_turn(LONG, seed=4))
+        await pipeline.down.wait_for(lambda frames: len(_audio(frames)) >= 3)
+        [interrupted] = emu.record.contexts
+        await pipeline.send(InterruptionFrame())
+        await pipeline.down.wait_for(lambda fs: any(isinstance(f, InterruptionFrame) for f in fs))
+        cut = next(
+            i for i, f in enumerate(pipeline.down.frames) if isinstance(f, InterruptionFrame)
+        )
+        await emu.record.wait_for(lambda r: r.context(interrupted).done)
+        await pipeline.send(*llm_turn(NEXT, seed=5))
+        await emu.record.wait_for(
+            lambda r: len(r.contexts) == 2 and all(c.done for c in r.contexts.values())
+        )
+        [following] = [c for c in emu.record.contexts.values() if c.context_id != interrupted]
+        await pipeline.down.wait_for(
+            lambda fs: sum(len(f.audio) for f in _audio(fs[cut:])) >= following.total_audio_bytes
+        )
+        down = pipeline.down.frames
+    record = emu.record.context(interrupted)
+    assert record.cancelled
+    assert "chunk" in record.events_after_cancel, "the server really sent late audio"
+    assert record.events_after_cancel[-1] == "done"
+    after = down[cut + 1 :]
+    assert sum(len(f.audio) for f in _audio(after)) == following.total_audio_bytes
+    assert [f.text for f in after if isinstance(f, TTSTextFrame)] == following.words
+
+
+def _audio(frames) -> list[TTSAudioRawFrame]:
+    return [f for f in frames if isinstance(f, TTSAudioRawFrame)]
