@@ -6,27 +6,20 @@ project: nothing here registers it by hand.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["pytester"]
 
-# The README's example, as a user would write it.
-README_TEST = """
-from pipecat.frames.frames import TTSSpeakFrame
-from pipecat.tests.utils import run_test
-
-from pipecat_cartesia_ctx import CartesiaContextTTSService
+ROOT = Path(__file__).resolve().parent.parent
 
 
-async def test_the_bot_greets(cartesia_emulator):
-    tts = CartesiaContextTTSService(
-        api_key="test",
-        url=cartesia_emulator.url,
-        settings=CartesiaContextTTSService.Settings(voice="any-voice-id"),
-    )
-    await run_test(tts, frames_to_send=[TTSSpeakFrame("Hello! How can I help?")])
-    assert cartesia_emulator.record.spoken() == ["Hello! How can I help?"]
-"""
+def readme_example() -> str:
+    """The test file shown in the README's "Testing your bot" section, verbatim."""
+    section = (ROOT / "README.md").read_text().split("## Testing your bot\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
 
 # Our client only: the plugin must not import pipecat for it.
 CLIENT_TEST = """
@@ -101,7 +94,9 @@ def test_a_user_test_file_passes_with_only_the_plugins_fixtures(pytester, mode):
 
 
 def test_the_readme_example_passes_with_pipecat(pytester):
-    result = _run(pytester, "auto", README_TEST)
+    source = readme_example()
+    assert "cartesia_emulator" in source
+    result = _run(pytester, "auto", source)
     result.assert_outcomes(passed=1)
 
 
