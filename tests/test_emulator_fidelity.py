@@ -430,3 +430,24 @@ def test_no_json_value_breaks_the_handler(frames):
     assert audio(events) == spoken("Probe.")
     assert connection.close_code == 1000, "closed by the client, not by a failing handler"
     assert errors.records == []
+
+
+async def test_input_for_a_cancelled_context_still_finishing_ends_it_with_the_error(
+    make_emulator,
+):
+    emu = await make_emulator(pacing=SLOW)
+    async with connect_raw(emu) as ws:
+        await ws.send(wire("cancelled", LONG_TEXT))
+        await read_until(ws, lambda e: isinstance(e, Chunk))
+        await ws.send(json.dumps({"context_id": "cancelled", "cancel": True}))
+        # The server is still finishing the generation under way when this arrives.
+        await ws.send(wire("cancelled", "Input after the cancel."))
+        events = await read_until(ws, ends("cancelled"))
+        after = await probe(ws)
+    assert isinstance(events[-1], Error)
+    assert events[-1].error_code == "context_closed"
+    assert {e.context_id for e in after} == {"probe"}, "nothing of the generation after the error"
+    record = emu.record.context("cancelled")
+    assert record.events[-1] == "error"
+    assert "done" not in record.events
+    assert emu.active_contexts == 0

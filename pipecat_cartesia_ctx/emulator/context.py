@@ -175,12 +175,17 @@ class EmulatedContext:
         return True
 
     def fail(self) -> None:
-        """End the context at once: its error event is the last thing sent for it."""
+        """End the context at once: its error event is the last thing sent for it.
+
+        Also a cancelled context still finishing its generation: it stops there.
+        """
+        held_slot = not self.state.finished  # a cancelled context gave its slot back
         if self.state.fail():
             self._pending = ""
             self._cancel_timer()
             self._jobs.put_nowait(_STOP)
-            self._host.release(self)
+            if held_slot:
+                self._host.release(self)
 
     def _release_ready(self) -> None:
         # Each ready sentence is a generation of its own, so a cancel stops at the

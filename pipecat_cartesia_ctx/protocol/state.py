@@ -14,8 +14,12 @@ same typed error on both sides, and flush ids are counted the same way.
 NEW --push/flush--> OPEN --close--> CLOSING --done--> DONE
  |                   |                 |
  +----- cancel ------+-----------------+--> CANCELLED
- +----- error -------+-----------------+--> FAILED
+ |                   |                 |        |
+ +----- error -------+-----------------+--------+--> FAILED
 ```
+
+(A cancelled context can still fail: the server may go on with the generation
+under way, and an error event ends that.)
 """
 
 from __future__ import annotations
@@ -143,9 +147,15 @@ class ContextState:
     def fail(self) -> bool:
         """Mark the context ended by an error.
 
+        A cancelled context may still fail: the server may still be sending the
+        generation that was under way, and an error event ends that too.
+
         Returns:
-            False if it had already finished.
+            False if it had already finished otherwise (done or failed).
         """
+        if self.phase is ContextPhase.CANCELLED:
+            self.phase = ContextPhase.FAILED
+            return True
         return self._finish(ContextPhase.FAILED)
 
     def _finish(self, phase: ContextPhase) -> bool:
