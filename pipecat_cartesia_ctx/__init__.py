@@ -15,11 +15,11 @@ same protocol module).
 
 from typing import TYPE_CHECKING, Any
 
-from .client import CartesiaConnection, CartesiaContext
 from .protocol import CartesiaError
 from .segmenter import FlushOn
 
 if TYPE_CHECKING:
+    from .client import CartesiaConnection, CartesiaContext
     from .frames import (
         CartesiaFlushDoneFrame,
         CartesiaSegmentMetricsData,
@@ -28,9 +28,12 @@ if TYPE_CHECKING:
     from .service import CartesiaContextTTSService
     from .turn import CartesiaServiceStats
 
-# Names that need pipecat are loaded on first use, so the client and the
-# emulator start without importing pipecat.
+# Names are loaded on first use: importing the sans-I/O layers (protocol,
+# segmenter, ledger) loads no websockets, loguru or pipecat, and the client and
+# the emulator start without importing pipecat.
 _LAZY = {
+    "CartesiaConnection": "client",
+    "CartesiaContext": "client",
     "CartesiaContextTTSService": "service",
     "CartesiaServiceStats": "turn",
     "CartesiaFlushDoneFrame": "frames",

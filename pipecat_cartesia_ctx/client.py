@@ -384,6 +384,9 @@ class CartesiaContext:
 
         Raises:
             ContextClosedError: After `no_more_inputs` or `cancel`, or once finished.
+            EmptyTranscriptError: The context's first input has no letter or digit.
+            InvalidRequestError: ``generation_config`` is invalid, or the text is
+                not valid UTF-8.
             CartesiaConnectionError: The connection is closed.
             TypeError: ``text`` is not a string.
         """
@@ -405,6 +408,7 @@ class CartesiaContext:
 
         Raises:
             ContextClosedError: After `no_more_inputs` or `cancel`, or once finished.
+            EmptyTranscriptError: Nothing was pushed yet: a context cannot open with a flush.
             CartesiaConnectionError: The connection is closed.
         """
         return await self._send_input(self._template.flushed())
@@ -416,6 +420,7 @@ class CartesiaContext:
 
         Raises:
             ContextClosedError: After `cancel`, or once failed.
+            EmptyTranscriptError: Nothing was pushed yet (cancel such a context instead).
             CartesiaConnectionError: The connection is closed.
         """
         if self.phase in (ContextPhase.CLOSING, ContextPhase.DONE):

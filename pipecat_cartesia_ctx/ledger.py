@@ -34,6 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from .protocol.text import is_speakable
+
 
 @dataclass(frozen=True, slots=True)
 class Segment:
@@ -162,7 +164,7 @@ class SegmentLedger:
         return (
             flush_id not in self._audio_ids
             and flush_id <= len(self._texts)
-            and any(ch.isalnum() for ch in self._texts[flush_id - 1])
+            and is_speakable(self._texts[flush_id - 1])
         )
 
     def _unit(self, flush_id: int) -> _Input | None:

@@ -17,7 +17,7 @@ from helpers import MODEL, S16_24K, VOICE, collect, new_context
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from wire_helpers import connect_raw, ends, read_until, wire
 
 from pipecat_cartesia_ctx.audio import encode_float
@@ -28,6 +28,7 @@ from pipecat_cartesia_ctx.protocol import (
     EmptyTranscriptError,
     Error,
     FlushDone,
+    InvalidRequestError,
     ModelNotFoundError,
     Timestamps,
     parse_event,
@@ -132,6 +133,8 @@ async def test_cartesia_model_ids_are_accepted_and_others_are_model_not_found(co
         "sonic-3-latest",
         "sonic-2-2025-06-11",
         "sonic-3-2025-10-27",
+        "sonic-english",
+        "sonic-multilingual",
     ]
     for model in accepted:
         ctx = conn.context(model_id=model, voice=VOICE, output_format=S16_24K)
@@ -349,6 +352,11 @@ NOT_REQUESTS = [
     '{"context_id": "x", "transcript": ["hi"], "model_id": "sonic-3"}',
     '{"context_id": "y", "transcript": "hi", "model_id": "sonic-3", "voice": 3}',
     b"\xff\xfe not utf-8",
+    # JSON escapes of lone surrogates decode to strings no text frame can carry.
+    '{"context_id": "s", "model_id": "sonic-3", "voice": "v", "transcript": "Hi \\ud83d.",'
+    ' "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 24000}}',
+    '{"context_id": "\\ud800", "transcript": "hi"}',
+    '{"context_id": "g", "transcript": "hi", "generation_config": {"emotion": "\\udfff"}}',
     b'{"context_id": "bytes", "cancel": "yes"}',
 ]
 
@@ -373,11 +381,11 @@ async def test_a_frame_that_is_not_a_request_gets_an_error_and_spares_every_conn
     assert audio(others) == spoken("Unaffected by the others."), "and so does every other"
 
 
+# Any code point, lone surrogates included: JSON can carry them.
+TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=20)
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
+    st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(TEXT, children, max_size=4),
     max_leaves=12,
 )
 REQUEST_KEYS = (
@@ -394,7 +402,7 @@ REQUEST_KEYS = (
     "generation_config",
 )
 REQUEST_LIKE = st.fixed_dictionaries(
-    {}, optional={"context_id": st.text(max_size=8) | JSON, **dict.fromkeys(REQUEST_KEYS, JSON)}
+    {}, optional={"context_id": TEXT | JSON, **dict.fromkeys(REQUEST_KEYS, JSON)}
 )
 
 
@@ -414,7 +422,7 @@ def test_no_json_value_breaks_the_handler(frames):
         async with CartesiaEmulator(pacing=Pacing.instant()) as emu:
             async with connect_raw(emu) as ws:
                 for frame in frames:
-                    await ws.send(json.dumps(frame))
+                    await ws.send(json.dumps(frame))  # ASCII: surrogates go as escapes
                 events = await probe(ws)
             await emu.record.wait_for(lambda r: r.connections[0].closed)
             return [e for e in events if e.context_id == "probe"], emu.record.connections[0]
@@ -451,3 +459,100 @@ async def test_input_for_a_cancelled_context_still_finishing_ends_it_with_the_er
     assert record.events[-1] == "error"
     assert "done" not in record.events
     assert emu.active_contexts == 0
+
+
+async def test_input_for_an_ended_context_is_context_closed_whatever_fields_it_leaves_out(emu):
+    async with connect_raw(emu) as ws:
+        await ws.send(wire("ended", "Hello.", cont=False))
+        await read_until(ws, ends("ended"))
+        await ws.send(json.dumps({"context_id": "ended", "transcript": "More.", "continue": True}))
+        [error] = await read_until(ws, ends("ended"))
+        await ws.send(json.dumps({"context_id": "ended", "cancel": True}))  # ignored
+        after = await probe(ws)
+    assert error.error_code == "context_closed"
+    assert {e.context_id for e in after} == {"probe"}
+
+
+async def test_nothing_follows_an_error_even_when_output_was_held_by_a_stall(make_emulator):
+    emu = await make_emulator(pacing=Pacing(first_chunk_ms=0, speed=20.0, chunk_ms=40))
+    emu.faults.stall_after_chunks = 1
+    emu.faults.stall_ms = 300
+    async with connect_raw(emu) as ws:
+        await ws.send(wire("held", LONG_TEXT))
+        await read_until(ws, lambda e: isinstance(e, Chunk))
+        # During the stall the context's next chunk waits to be sent; the error overtakes it.
+        await ws.send(wire("held", "Changed.", voice={"mode": "id", "id": "another-voice"}))
+        events = await read_until(ws, ends("held"))
+        after = await probe(ws)
+    assert events[-1].error_code == "context_field_changed"
+    assert {e.context_id for e in after} == {"probe"}
+    assert emu.record.context("held").events[-1] == "error"
+
+
+# -- text no WebSocket frame can carry ---------------------------------------------------
+
+
+async def test_a_lone_surrogate_is_refused_and_the_connection_lives(emu, conn):
+    other = new_context(conn)
+    await other.push("A bystander on the same connection. ")
+    ctx = new_context(conn)
+    with pytest.raises(InvalidRequestError, match="UTF-8"):
+        await ctx.push("Half an emoji \ud83d")
+    with pytest.raises(InvalidRequestError, match="UTF-8"):
+        await ctx.push("Hello.", generation_config={"emotion": "\udfff"})
+    with pytest.raises(InvalidRequestError, match="JSON"):
+        await ctx.push("Hello.", generation_config={"speed": 1.0, "extra": {1, 2}})
+    await ctx.push("Whole text.")
+    await ctx.no_more_inputs()
+    await other.no_more_inputs()
+    assert audio(await collect(ctx)) == spoken("Whole text.")
+    assert isinstance((await collect(other))[-1], Done)
+    assert not conn.closed
+
+
+async def test_a_frame_over_the_size_limit_closes_with_1009_and_spares_the_others(emu):
+    async with connect_raw(emu) as bystander:
+        async with connect_raw(emu) as ws:
+            await ws.send(wire("big", "x " * 600_000))
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+        assert info.value.rcvd.code == 1009
+        rest = await probe(bystander)
+    assert isinstance(rest[-1], Done)
+
+
+# -- the record -----------------------------------------------------------------------------
+
+
+async def test_an_id_reused_on_another_connection_is_another_context(emu):
+    async with connect_raw(emu) as first:
+        await first.send(wire("same-id", "First connection.", cont=False))
+        await read_until(first, ends("same-id"))
+    async with connect_raw(emu) as second:
+        await second.send(wire("same-id", "Second connection.", cont=False))
+        await read_until(second, ends("same-id"))
+        await emu.record.settled(contexts=1)
+    record = emu.record.context("same-id")
+    assert record.connection == 1
+    assert (record.transcript, record.outcome) == ("Second connection.", "done")
+    assert emu.record.spoken() == ["Second connection."]
+
+
+async def test_settled_waits_for_the_contexts_it_is_told_to_expect(make_emulator):
+    emu = await make_emulator(pacing=Pacing(first_chunk_ms=0, speed=20.0, chunk_ms=40))
+    async with connect_raw(emu) as ws:
+        waiting = asyncio.create_task(emu.record.settled(contexts=2))
+        for name in ("a", "b"):
+            await ws.send(wire(name, f"Context {name} speaks.", cont=False))
+        await waiting
+        assert [c.outcome for c in emu.record.contexts.values()] == ["done", "done"]
+        assert emu.record.spoken() == ["Context a speaks.", "Context b speaks."]
+        # Read what was sent, or the unread frames hold up the closing handshake.
+        ended: set[str] = set()
+
+        def both_done(event) -> bool:
+            if isinstance(event, Done):
+                ended.add(event.context_id)
+            return len(ended) == 2
+
+        await read_until(ws, both_done)

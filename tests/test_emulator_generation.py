@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 from helpers import MODEL, S16_24K, VOICE, collect, new_context
+from wire_helpers import connect_raw, ends, read_until, wire
 
 from pipecat_cartesia_ctx.audio import encode_float, to_pcm16
 from pipecat_cartesia_ctx.client import CartesiaConnection
@@ -345,6 +346,23 @@ async def test_at_delay_0_every_input_is_its_own_flush_by_default(conn):
         VOICE_MODEL.synthesize("First. ", 24000).samples, "pcm_s16le"
     )
     assert audio_of(events, 2)
+
+
+async def test_at_delay_0_one_flush_id_per_input_with_text_and_none_for_the_close(emu):
+    async with connect_raw(emu) as ws:
+        await ws.send(wire("d0", "One. ", max_buffer_delay_ms=0))
+        await ws.send(wire("d0", " "))  # no text: no generation, no flush
+        await ws.send(wire("d0", "Two. ", flush=True))  # its own flush is its only id
+        await ws.send(wire("d0", "Three.", cont=False))  # the close: done, no flush_done
+        events = await read_until(ws, ends("d0"))
+    assert shape([e for e in events if not isinstance(e, Timestamps)]) == [
+        ("chunk", 1),
+        ("flush_done", 1),
+        ("chunk", 2),
+        ("flush_done", 2),
+        ("chunk", 3),
+        ("done", None),
+    ]
 
 
 async def test_implicit_flushes_can_be_switched_off(make_emulator):

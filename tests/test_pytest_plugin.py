@@ -29,7 +29,7 @@ import pytest
 
 from pipecat_cartesia_ctx import CartesiaConnection
 from pipecat_cartesia_ctx.emulator import Behavior, CancelBehavior, Pacing
-from pipecat_cartesia_ctx.protocol import Done
+from pipecat_cartesia_ctx.protocol import AuthenticationError, Done
 
 FORMAT = {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000}
 
@@ -71,7 +71,7 @@ async def test_the_factory(cartesia_emulator_factory):
     loose = await cartesia_emulator_factory()
     assert strict.port != loose.port
     await speak(loose.url, "Any key works here.")
-    with pytest.raises(Exception, match="401"):
+    with pytest.raises(AuthenticationError):
         await speak(strict.url, "Not with this key.")
     assert loose.record.spoken() == ["Any key works here."]
     assert strict.record.rejected_connections == [(401, "unauthorized")]

@@ -105,8 +105,7 @@ class EmulatedContext:
         self.state = state
         self.record = record
         self._host = host
-        self._opening = state.opening
-        delay = self._opening.max_buffer_delay_ms
+        delay = state.opening.max_buffer_delay_ms
         self._delay_s = (DEFAULT_MAX_BUFFER_DELAY_MS if delay is None else delay) / 1000.0
         self._pending = ""
         self._timer: asyncio.TimerHandle | None = None
@@ -144,13 +143,18 @@ class EmulatedContext:
             self._generation_config = request.generation_config
         self._pending += request.transcript
         if self._delay_s == 0:
-            # Custom buffering: every input is generated at once.
-            self._release()
-            if self._host.behavior.implicit_flush and request.transcript:
-                self._flush()
+            self._release()  # custom buffering: every input is generated at once
         else:
             self._release_ready()
-        if request.flush:
+        # At delay 0 the real server treats each input with text as flushed: one
+        # flush id per input (its own flush, if it carries one), none for the close.
+        implicit = (
+            self._delay_s == 0
+            and self._host.behavior.implicit_flush
+            and request.continue_
+            and bool(request.transcript.strip())
+        )
+        if request.flush or implicit:
             self._release()
             self._flush()
         if not request.continue_:
@@ -223,10 +227,11 @@ class EmulatedContext:
     # -- output (one task) ----------------------------------------------------
 
     def _may_send(self, segment: _Segment | None, in_flight: bool = False) -> bool:
-        """Whether output of ``segment`` (None: a flush_done) may still go out.
+        """Whether output of ``segment`` may still go out.
 
         Args:
-            segment: The generation the output belongs to.
+            segment: The generation the output belongs to; None for output of
+                no generation, which a cancel stops.
             in_flight: The output is the chunk that was being generated when
                 the cancel arrived.
         """
@@ -260,18 +265,13 @@ class EmulatedContext:
             self._host.ended(self)
 
     async def _flush_done(self, mark: _FlushMark) -> None:
-        finished = self._cancelled_during
-        if self.state.phase is ContextPhase.CANCELLED:
-            # After a cancel only the generation under way ends with its flush_done.
-            if (
-                finished is None
-                or finished.flush_id != mark.flush_id
-                or self._host.behavior.cancel is not CancelBehavior.FINISH_SEGMENT
-            ):
-                return
-        elif not self._may_send(None):
-            return
-        await self._host.send(FlushDone(self.context_id, mark.flush_id), self)
+        # After a cancel, only the generation that was under way may still end with
+        # its flush_done (and only if the behaviour lets it finish).
+        owner = self._cancelled_during
+        if owner is not None and owner.flush_id != mark.flush_id:
+            owner = None
+        if self._may_send(owner):
+            await self._host.send(FlushDone(self.context_id, mark.flush_id), self)
 
     async def _end(self) -> None:
         if self.state.phase is ContextPhase.CANCELLED:
@@ -290,7 +290,7 @@ class EmulatedContext:
             self._current = None
 
     async def _generate(self, segment: _Segment) -> None:
-        opening, pacing, loop = self._opening, self._host.pacing, asyncio.get_running_loop()
+        opening, pacing, loop = self.state.opening, self._host.pacing, asyncio.get_running_loop()
         rate = opening.output_format.sample_rate
         width = opening.output_format.bytes_per_sample
         first_sample = self._offset_samples
@@ -346,8 +346,8 @@ class EmulatedContext:
     ) -> None:
         """Report the words (and phonemes) whose audio has been sent entirely."""
         wanted = (
-            (self._opening.add_timestamps, words, Timestamps),
-            (self._opening.add_phoneme_timestamps, phonemes, PhonemeTimestamps),
+            (self.state.opening.add_timestamps, words, Timestamps),
+            (self.state.opening.add_phoneme_timestamps, phonemes, PhonemeTimestamps),
         )
         for asked, cursor, event in wanted:
             if not self._may_send(segment):

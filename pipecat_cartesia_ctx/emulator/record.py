@@ -114,8 +114,7 @@ class ConnectionRecord:
         path: The request path, query included.
         cartesia_version: The version asked for (query wins over header).
         auth: How the client authenticated: ``"x-api-key"``, ``"bearer"``,
-            ``"api_key"``, ``"access_token"``, or None when no key is configured
-            and none was given.
+            ``"api_key"`` or ``"access_token"``.
         user_agent: The client's User-Agent header.
         messages_received: Text frames received.
         chunks_sent: Chunks sent.
@@ -174,16 +173,26 @@ class EmulatorRecord:
         """The text each context received, concatenated verbatim, in the order opened."""
         return [c.transcript for c in self.contexts.values() if c.inputs]
 
-    async def settled(self, timeout: float = 5.0) -> None:
-        """Wait until every context that received input has ended and sent its last event.
+    async def settled(self, contexts: int = 1, timeout: float = 5.0) -> None:
+        """Wait until at least ``contexts`` contexts were opened and every one has ended.
+
+        Ended means it sent its last event (``done``, an error, or the rest of a
+        cancelled generation). Contexts not yet seen by the emulator cannot be
+        waited for: say how many you expect.
+
+        Args:
+            contexts: How many contexts must have received input.
+            timeout: Seconds to wait at most.
 
         Raises:
-            CartesiaTimeoutError: If one is still running after ``timeout`` seconds.
+            CartesiaTimeoutError: If that does not happen in time.
         """
-        await self.wait_for(
-            lambda r: all(c.outcome is not None for c in r.contexts.values() if c.inputs),
-            timeout,
-        )
+
+        def ended(record: EmulatorRecord) -> bool:
+            opened = [c for c in record.contexts.values() if c.inputs]
+            return len(opened) >= contexts and all(c.outcome is not None for c in opened)
+
+        await self.wait_for(ended, timeout)
 
     def clear(self) -> None:
         """Forget everything recorded so far (open connections keep counting)."""
@@ -192,9 +201,14 @@ class EmulatorRecord:
         self.changed()
 
     def open_context(self, context_id: str, connection: int) -> ContextRecord:
-        """The record of a context, created on first sight."""
+        """The record of a context, created on first sight.
+
+        Context ids are per connection: an id seen again on another connection
+        is another context, and its record replaces the earlier one.
+        """
         record = self.contexts.get(context_id)
-        if record is None:
+        if record is None or record.connection != connection:
+            self.contexts.pop(context_id, None)
             record = self.contexts[context_id] = ContextRecord(context_id, connection)
             while len(self.contexts) > self.limit:
                 self.contexts.popitem(last=False)

@@ -58,7 +58,7 @@ class CartesiaEmulator:
         models: Accepted ``model_id`` values; None accepts Cartesia's model
             ids (`is_known_model`). Others get a 400 ``model_not_found`` error event.
         pacing: How fast audio comes.
-        behavior: Choices where the real server's behaviour is undocumented.
+        behavior: Protocol behaviours; Cartesia's by default, kinder ones as options.
         faults: Faults to inject.
         voice: The synthetic voice.
         max_concurrent_contexts: Active contexts allowed across all

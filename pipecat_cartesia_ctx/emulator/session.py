@@ -34,6 +34,7 @@ from ..protocol import (
     Timestamps,
     api_error,
     event_to_wire,
+    is_utf8,
     parse_request,
 )
 from ..protocol.wire import dumps, json_object
@@ -149,14 +150,28 @@ class Session:
         # Cartesia's own "basic" example sends no context_id: the request is then
         # a context of its own, under an id the server picks.
         obj.setdefault("context_id", f"emu-{uuid.uuid4().hex[:12]}")
-        context_id = obj["context_id"] if isinstance(obj["context_id"], str) else None
+        context_id = obj["context_id"]
+        if not isinstance(context_id, str) or not is_utf8(context_id):
+            context_id = None  # parse_request refuses it; an error must not echo it
         record = None
         if context_id:
             record = self._emu.record.open_context(context_id, self.record.number)
             record.requests.append(obj)
-            if self._ended.get(context_id) is ContextPhase.FAILED:
+            ended = self._ended.get(context_id)
+            if ended is ContextPhase.FAILED:
                 # Nothing at all for a context after its error event.
                 logger.debug(f"{self._who}: ignoring input for failed context {context_id}")
+                return
+            if ended is not None:
+                # Cancelling a finished context is ignored; any other input is refused,
+                # whatever fields it carries or leaves out.
+                if obj.get("cancel") is not True:
+                    await self._refuse(
+                        ContextClosedError(
+                            f"context has {ended.value}; it accepts no more input",
+                            context_id=context_id,
+                        )
+                    )
                 return
         context = self._contexts.get(context_id) if context_id else None
         try:
@@ -181,11 +196,6 @@ class Session:
 
     def _open(self, message: GenerationRequest, record: ContextRecord) -> EmulatedContext:
         """Open a context with its first request; every check comes before the slot."""
-        if message.context_id in self._ended:
-            raise ContextClosedError(
-                f"context has {self._ended[message.context_id].value}; it accepts no more input",
-                context_id=message.context_id,
-            )
         state = ContextState(message.context_id)
         state.input(message)
         self._emu.check_model(message.model_id)
@@ -236,7 +246,8 @@ class Session:
             del self._contexts[context.context_id]
             self._remember(context.context_id, context.state.phase)
         record = context.record
-        record.outcome = _OUTCOMES.get(context.state.phase, "cancelled")
+        # A task that ends before its context does would be a bug: report it as failed.
+        record.outcome = _OUTCOMES.get(context.state.phase, "failed")
         self._emu.record.changed()
         logger.info(
             f"{self._who}: context {context.context_id} {context.state.phase.value}: "
@@ -261,8 +272,6 @@ class Session:
 
     async def send(self, event: ServerEvent, context: EmulatedContext) -> None:
         """Send one event of a context, applying faults and recording it."""
-        if context.state.phase is ContextPhase.FAILED:
-            return  # its error event was its last
         await self._send(event, context.record, context)
 
     # -- sending ----------------------------------------------------------------
@@ -277,6 +286,8 @@ class Session:
             return
         if self._stall_until > self._loop.time():
             await asyncio.sleep(self._stall_until - self._loop.time())
+        if context is not None and context.state.phase is ContextPhase.FAILED:
+            return  # its error event was its last (checked after any wait, just before sending)
         wire = event_to_wire(event, legacy_errors=self._legacy_errors)
         try:
             await self._ws.send(dumps(wire))

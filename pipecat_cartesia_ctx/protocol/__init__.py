@@ -64,7 +64,7 @@ from .requests import (
     validate_generation_config,
 )
 from .state import ContextPhase, ContextState
-from .text import EMPTY_TRANSCRIPT_MESSAGE, is_speakable
+from .text import EMPTY_TRANSCRIPT_MESSAGE, is_speakable, is_utf8
 from .wire import (
     BYTES_PER_SAMPLE,
     DEFAULT_CARTESIA_VERSION,
@@ -139,6 +139,7 @@ __all__ = [
     "event_to_wire",
     "is_known_model",
     "is_speakable",
+    "is_utf8",
     "normalize_voice",
     "parse_event",
     "parse_request",

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from .errors import CartesiaError
+from .text import is_utf8
 
 _MISSING = object()
 
@@ -42,7 +43,9 @@ class FieldReader:
         self._error = error
         self._what = what
         context_id = obj.get("context_id")
-        self.context_id: str | None = context_id if isinstance(context_id, str) else None
+        # An id that cannot go back on the wire names no context in an error.
+        valid = isinstance(context_id, str) and is_utf8(context_id)
+        self.context_id: str | None = context_id if valid else None
 
     def fail(self, problem: str) -> NoReturn:
         """Raise the typed error for this object.
@@ -68,6 +71,8 @@ class FieldReader:
         value = self._value(key, required)
         if value is not None and not isinstance(value, str):
             self.fail(f"field {key!r} must be a string, got {type(value).__name__}")
+        if value is not None and not is_utf8(value):
+            self.fail(f"field {key!r} is not valid UTF-8 (a lone surrogate)")
         return value
 
     def bool(self, key: str, *, default: bool = False) -> bool:

@@ -43,6 +43,15 @@ class ContextPhase(Enum):
 
 
 _FINISHED = frozenset({ContextPhase.DONE, ContextPhase.CANCELLED, ContextPhase.FAILED})
+_RUNNING = frozenset({ContextPhase.NEW, ContextPhase.OPEN, ContextPhase.CLOSING})
+
+# The phases each ending may leave: the whole table of how a context ends.
+_ENDINGS: dict[ContextPhase, frozenset[ContextPhase]] = {
+    ContextPhase.DONE: _RUNNING,
+    ContextPhase.CANCELLED: _RUNNING,
+    # The server may go on with a cancelled context's generation; an error ends that too.
+    ContextPhase.FAILED: _RUNNING | {ContextPhase.CANCELLED},
+}
 
 
 class ContextState:
@@ -153,13 +162,12 @@ class ContextState:
         Returns:
             False if it had already finished otherwise (done or failed).
         """
-        if self.phase is ContextPhase.CANCELLED:
-            self.phase = ContextPhase.FAILED
-            return True
         return self._finish(ContextPhase.FAILED)
 
     def _finish(self, phase: ContextPhase) -> bool:
-        if self.finished:
+        # An ending that comes too late (a stale done after a cancel, a second
+        # cancel) changes nothing: the caller learns it from the False.
+        if self.phase not in _ENDINGS[phase]:
             return False
         self.phase = phase
         return True

@@ -31,3 +31,23 @@ def is_speakable(text: str) -> bool:
         True if a context may start with it.
     """
     return any(ch.isalnum() for ch in text)
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` can go on the wire: it has no lone surrogate.
+
+    JSON may carry an escaped lone surrogate and Python decodes it to a string that no
+    WebSocket text frame can hold; echoing such a string back would close the
+    whole connection. Both sides refuse it where it enters.
+
+    Args:
+        text: Any string.
+
+    Returns:
+        True if it encodes as UTF-8.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
