@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--implicit-flush",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="with max_buffer_delay_ms 0, a flush_done after every input (default: yes)",
+        help="with max_buffer_delay_ms 0, a flush_done after every input with text (default: yes)",
     )
     behavior.add_argument(
         "--flush-done-at-close",
