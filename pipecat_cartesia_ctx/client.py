@@ -482,8 +482,9 @@ class CartesiaContext:
 
     async def _send_input(self, request: GenerationRequest) -> int | None:
         self._connection._check_open()
+        frame = request.encode()  # refused here, before the state takes the input
         flush_id = self._state.input(request)
-        await self._connection._send(request.encode())
+        await self._connection._send(frame)
         return flush_id
 
     def _deliver(self, event: ServerEvent) -> None:

@@ -290,10 +290,20 @@ async def test_no_voice_is_a_clear_error(emu):
     assert audio(down) == []
 
 
-@pytest.mark.parametrize("implicit", [True, False], ids=["implicit", "manual"])
-@pytest.mark.parametrize("at_close", [False, True], ids=["", "flush-done-at-close"])
+# The service sends push, flush, push, flush, push, close. Implicit numbering gives
+# each push and each flush an id; manual numbering only each flush.
+@pytest.mark.parametrize(
+    ("implicit", "at_close", "server_ids"),
+    [
+        (True, False, [1, 2, 3, 4, 5]),
+        (True, True, [1, 2, 3, 4, 5, 6]),
+        (False, False, [1, 2]),
+        (False, True, [1, 2, 3]),
+    ],
+    ids=["implicit", "implicit-flush-done-at-close", "manual", "manual-flush-done-at-close"],
+)
 async def test_delay_0_flush_numberings_both_give_1_2_3_and_exact_texts(
-    make_emulator, implicit, at_close
+    make_emulator, implicit, at_close, server_ids
 ):
     emu = await make_emulator(
         behavior=Behavior(implicit_flush=implicit, flush_done_at_close=at_close)
@@ -303,10 +313,8 @@ async def test_delay_0_flush_numberings_both_give_1_2_3_and_exact_texts(
     [record] = emu.record.contexts.values()
     # Custom buffering: each segment goes out whole, as one input.
     assert record.pushes == SEGMENTS
-    if implicit:
-        assert len(record.flush_done_ids) > 3, "the server numbered inputs and flushes alike"
-    else:
-        assert record.flush_done_ids[:2] == [1, 2], "one per manual flush"
+    assert [i.kind for i in record.inputs] == ["push", "flush"] * 2 + ["push", "close"]
+    assert record.flush_done_ids == server_ids
     assert segment_order(down) == [(k, n) for n in (1, 2, 3) for k in ("audio", "done")]
     assert [f.text for f in flush_dones(down)] == SEGMENTS
 

@@ -79,11 +79,6 @@ class ContextRecord:
         return " ".join(self.spoken)
 
     @property
-    def failed(self) -> bool:
-        """An error event ended the context."""
-        return bool(self.errors)
-
-    @property
     def pushes(self) -> list[str]:
         """Texts of the non-empty inputs, in order."""
         return [i.transcript for i in self.inputs if i.transcript]

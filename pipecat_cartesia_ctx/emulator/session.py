@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from websockets.asyncio.server import ServerConnection
@@ -48,12 +48,6 @@ if TYPE_CHECKING:
 
 # Ids of ended contexts remembered per connection, to answer input for them.
 _ENDED_MEMORY = 4096
-
-_OUTCOMES: dict[ContextPhase, Literal["done", "cancelled", "failed"]] = {
-    ContextPhase.DONE: "done",
-    ContextPhase.CANCELLED: "cancelled",
-    ContextPhase.FAILED: "failed",
-}
 
 
 class Session:
@@ -247,7 +241,7 @@ class Session:
             self._remember(context.context_id, context.state.phase)
         record = context.record
         # A task that ends before its context does would be a bug: report it as failed.
-        record.outcome = _OUTCOMES.get(context.state.phase, "failed")
+        record.outcome = context.state.phase.value if context.state.finished else "failed"
         self._emu.record.changed()
         logger.info(
             f"{self._who}: context {context.context_id} {context.state.phase.value}: "

@@ -124,8 +124,6 @@ def normalize_voice(voice: str | Mapping[str, Any]) -> dict[str, str]:
         raise InvalidRequestError(f"voice must be an id string or an object, got {voice!r}")
     if not isinstance(voice_id, str) or not voice_id.strip():
         raise InvalidRequestError("voice id must be a non-empty string")
-    if not is_utf8(voice_id):
-        raise InvalidRequestError("voice id is not valid UTF-8 (a lone surrogate)")
     return {"mode": "id", "id": voice_id}
 
 
@@ -139,9 +137,8 @@ def validate_generation_config(config: Mapping[str, Any]) -> dict[str, Any]:
         A plain dict copy.
 
     Raises:
-        InvalidRequestError: If ``volume`` or ``speed`` is out of range,
-            ``emotion`` is not a string, or the object cannot go on the wire
-            (not JSON, or not valid UTF-8).
+        InvalidRequestError: If ``volume`` or ``speed`` is out of range, or
+            ``emotion`` is not a string.
     """
     if not isinstance(config, Mapping):
         raise InvalidRequestError("generation_config must be an object")
@@ -151,14 +148,6 @@ def validate_generation_config(config: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None and not low <= value <= high:
             f.fail(f"{key} must be within [{low}, {high}], got {value}")
     f.str("emotion")
-    # Unknown keys go out as they are: they must be sendable, or the send would fail
-    # after the context's state had already taken the input.
-    try:
-        sendable = is_utf8(dumps(config))
-    except (TypeError, ValueError):
-        sendable = False
-    if not sendable:
-        raise InvalidRequestError("generation_config must be a JSON object of valid UTF-8")
     return dict(config)
 
 
@@ -214,13 +203,6 @@ class GenerationRequest:
     def __post_init__(self):
         if not isinstance(self.context_id, str) or not self.context_id:
             raise InvalidRequestError("context_id must be a non-empty string")
-        for name in ("context_id", "model_id", "transcript", "language", "pronunciation_dict_id"):
-            value = getattr(self, name)
-            if isinstance(value, str) and not is_utf8(value):
-                raise InvalidRequestError(
-                    f"{name} is not valid UTF-8 (a lone surrogate)",
-                    context_id=self.context_id if name != "context_id" else None,
-                )
         if not isinstance(self.model_id, str) or not self.model_id:
             raise InvalidRequestError(
                 "model_id must be a non-empty string", context_id=self.context_id
@@ -278,8 +260,25 @@ class GenerationRequest:
         return msg
 
     def encode(self) -> str:
-        """Return the text frame to send."""
-        return dumps(self.to_wire())
+        """Return the text frame to send.
+
+        Raises:
+            InvalidRequestError: If the request cannot go on the wire: a value that
+                is not JSON (in ``generation_config``), or text with a lone
+                surrogate, which no WebSocket text frame can carry.
+        """
+        try:
+            text = dumps(self.to_wire())
+        except (TypeError, ValueError) as e:
+            raise InvalidRequestError(
+                f"request is not JSON: {e}", context_id=self.context_id
+            ) from None
+        if not is_utf8(text):
+            raise InvalidRequestError(
+                "request is not valid UTF-8 (a lone surrogate in its text or fields)",
+                context_id=self.context_id,
+            )
+        return text
 
     def push(self, transcript: str, **changes: Any) -> GenerationRequest:
         """A continuation of this context carrying ``transcript``.
