@@ -75,6 +75,11 @@ class SegmentLedger:
         return self._implicit
 
     @property
+    def input_closed(self) -> bool:
+        """Whether the context's input has ended (``continue: false`` sent)."""
+        return self._closed
+
+    @property
     def open_segment(self) -> int:
         """The number of the segment new text goes to."""
         return len(self._texts)

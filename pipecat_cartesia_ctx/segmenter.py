@@ -94,8 +94,33 @@ def _word_count(text: str) -> int:
     return sum(1 for token in text.split() if any(ch.isalnum() for ch in token))
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where the turn stands, as the turn engine knows it: the segmenter keeps none of it.
+
+    Parameters:
+        opening: The next push opens a Cartesia context (the first-push rule applies).
+        first_segment: No segment of the turn has ended yet.
+        switch: End the segment at the next sentence end, whatever ``flush_on``
+            says (a new context follows it).
+    """
+
+    opening: bool = True
+    first_segment: bool = True
+    switch: bool = False
+
+    def after(self, action: Action) -> Position:
+        """Where the turn stands once ``action`` is sent."""
+        if isinstance(action, Push):
+            return Position(False, self.first_segment, self.switch)
+        return Position(self.opening, False, False)
+
+
 class Segmenter:
-    """Turns one context's streamed text into pushes and flush points.
+    """Cuts one turn's streamed text into pushes and flush points.
+
+    It holds only the text not pushed yet (and the end of what was pushed, to
+    judge punctuation); where the turn stands comes in with each call.
 
     Parameters:
         flush_on: Where segments end (sentence, clause or turn).
@@ -120,11 +145,8 @@ class Segmenter:
         self.first_push_words = first_push_words
         self.flush_first_clause = flush_first_clause
         self.whole_segments = whole_segments
-        self._flush_requested = False
         self._buffer = ""
-        self._pushed = ""  # text pushed in the current (unflushed) segment
-        self._pushed_any = False
-        self._flushes = 0
+        self._finished = False
         # The end of what was pushed: punctuation is judged by the word before it,
         # which a cut after a CJK character can leave on the pushed side.
         self._tail = "\n"
@@ -135,79 +157,66 @@ class Segmenter:
         return self._buffer
 
     @property
-    def pushed_any(self) -> bool:
-        """Whether anything has been pushed (the context has been opened)."""
-        return self._pushed_any
+    def finished(self) -> bool:
+        """Whether the turn's text has ended (`finish` was called)."""
+        return self._finished
 
-    @property
-    def segment_text(self) -> str:
-        """Text pushed since the last flush."""
-        return self._pushed
-
-    def feed(self, text: str) -> list[Action]:
+    def feed(self, text: str, at: Position) -> list[Action]:
         """Take the next piece of text.
 
         Args:
             text: Any piece: a token, a word, several sentences.
+            at: Where the turn stands.
 
         Returns:
             What to send now, in order.
-        """
-        self._buffer += text
-        if not self._pushed_any:
-            # A context never starts with whitespace.
-            self._buffer = self._buffer.lstrip()
-        return self._emit(final=False)
 
-    def finish(self) -> list[Action]:
+        Raises:
+            ValueError: The turn's text has already ended.
+        """
+        if self._finished:
+            raise ValueError("the turn's text has ended; feed() after finish()")
+        self._buffer += text
+        return self._emit(at, final=False)
+
+    def finish(self, at: Position) -> list[Action]:
         """End of the turn: push whatever is left (the close follows, no flush needed).
+
+        Args:
+            at: Where the turn stands.
 
         Returns:
             The last push, if there is anything to say.
         """
-        return self._emit(final=True)
-
-    def flush_at_next_sentence(self) -> None:
-        """Flush at the next sentence end, whatever ``flush_on`` says (once)."""
-        self._flush_requested = True
-
-    def new_context(self) -> None:
-        """The next push opens a new context: the first-push rule applies again."""
-        self._pushed_any = False
-        self._buffer = self._buffer.lstrip()
-
-    def take_pending(self) -> str:
-        """Remove and return the text not pushed yet (to move it to another context)."""
-        pending, self._buffer = self._buffer, ""
-        return pending
+        if self._finished:
+            return []
+        self._finished = True
+        return self._emit(at, final=True)
 
     # -- internals ------------------------------------------------------------
 
-    def _emit(self, final: bool) -> list[Action]:
+    def _emit(self, at: Position, final: bool) -> list[Action]:
         actions: list[Action] = []
+        if at.opening:
+            # A context never starts with whitespace.
+            self._buffer = self._buffer.lstrip()
         while self._buffer:
-            cut, flush = self._next_cut(final)
+            cut, flush = self._next_cut(at, final)
             if cut == 0:
                 break
             text, self._buffer = self._buffer[:cut], self._buffer[cut:]
-            self._push(text, actions)
+            if actions and isinstance(actions[-1], Push):
+                actions[-1] = Push(actions[-1].text + text)
+            else:
+                actions.append(Push(text))
+            at = at.after(actions[-1])
+            self._tail = (self._tail + text)[-_LOOKBACK:]
             if flush:
                 actions.append(Flush())
-                self._flushes += 1
-                self._flush_requested = False
-                self._pushed = ""
+                at = at.after(actions[-1])
         return actions
 
-    def _push(self, text: str, actions: list[Action]) -> None:
-        if actions and isinstance(actions[-1], Push):
-            actions[-1] = Push(actions[-1].text + text)
-        else:
-            actions.append(Push(text))
-        self._pushed += text
-        self._pushed_any = True
-        self._tail = (self._tail + text)[-_LOOKBACK:]
-
-    def _next_cut(self, final: bool) -> tuple[int, bool]:
+    def _next_cut(self, at: Position, final: bool) -> tuple[int, bool]:
         """Where to cut the buffer next, and whether a flush follows the cut.
 
         Returns the furthest allowed cut, or the first boundary that flushes.
@@ -222,12 +231,12 @@ class Segmenter:
                 # every input as a segment would count a whitespace-only input.
                 continue
             boundary = self._boundary_before(buffer, cut)
-            if not self._pushed_any and not self._may_open(buffer[:cut], boundary):
+            if at.opening and not self._may_open(buffer[:cut], boundary):
                 continue
-            if boundary is not None and self._flushes_at(boundary):
+            if boundary is not None and self._flushes_at(boundary, at):
                 return cut, True
             best = cut
-        if final and best < len(buffer) and (self._pushed_any or is_speakable(buffer)):
+        if final and best < len(buffer) and (not at.opening or is_speakable(buffer)):
             return len(buffer), False
         if self.whole_segments and not final:
             return 0, False  # the segment goes out whole, at its flush or at the end
@@ -239,14 +248,14 @@ class Segmenter:
             return False
         return boundary is not None or _word_count(text) >= max(self.first_push_words, 1)
 
-    def _flushes_at(self, boundary: str) -> bool:
-        if self._flush_requested and boundary == "sentence":
+    def _flushes_at(self, boundary: str, at: Position) -> bool:
+        if at.switch and boundary == "sentence":
             return True
         if self.flush_on is FlushOn.TURN:
             return False
         if boundary == "sentence" or self.flush_on is FlushOn.CLAUSE:
             return True
-        return self.flush_first_clause and self._flushes == 0
+        return self.flush_first_clause and at.first_segment
 
     def _safe_cuts(self, buffer: str, final: bool) -> list[int]:
         """Positions where the buffer may be cut: after a word, outside any tag."""

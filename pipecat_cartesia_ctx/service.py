@@ -19,11 +19,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
 from pipecat.audio.utils import create_stream_resampler
-from pipecat.frames.frames import Frame, MetricsFrame, StartFrame, TTSStoppedFrame
+from pipecat.frames.frames import (
+    ErrorFrame,
+    Frame,
+    InterruptionFrame,
+    MetricsFrame,
+    StartFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.cartesia.tts import (
     CartesiaTTSService,
     CartesiaTTSSettings,
@@ -32,6 +42,7 @@ from pipecat.services.cartesia.tts import (
 )
 from pipecat.services.tts_service import TextAggregationMode, WebsocketTTSService
 from pipecat.transcriptions.language import Language
+from pipecat.utils.errors import ErrorCategory
 from pipecat.utils.tracing.service_decorators import traced_tts
 from pipecat.utils.types import assert_given
 
@@ -41,33 +52,94 @@ from .client import (
     DROP_FINISHED_CONTEXT,
     DROP_UNKNOWN_CONTEXT,
     CartesiaConnection,
+    CartesiaContext,
 )
 from .frames import CartesiaFlushDoneFrame, CartesiaSegmentMetricsData, CartesiaTTSAudioRawFrame
-from .ledger import Segment
 from .protocol import (
     BYTES_PER_SAMPLE,
     DEFAULT_CARTESIA_VERSION,
     DEFAULT_URL,
     SAMPLE_RATES,
     AuthenticationError,
+    CartesiaAPIError,
     CartesiaConnectionError,
     CartesiaError,
-    Chunk,
-    Done,
-    Error,
-    FlushDone,
+    ConcurrencyLimitError,
     InvalidRequestError,
-    Timestamps,
+    QuotaExceededError,
+    RateLimitError,
+    ServerError,
 )
-from .segmenter import Flush, FlushOn, Push, Segmenter
+from .reconnect import ConnectionKeeper, RetryPolicy
+from .segmenter import FlushOn, Segmenter
 from .turn import (
     BUFFER_DELAY_MS,
     LOCKED_SETTINGS,
-    CartesiaServiceStats,
-    Link,
-    Turn,
-    strip_tags,
+    Audio,
+    Cancel,
+    Close,
+    Ended,
+    Failed,
+    FaultKind,
+    Open,
+    Retry,
+    SegmentDone,
+    Send,
+    SendFlush,
+    Skipped,
+    StartAudio,
+    TurnEngine,
+    TurnPhase,
+    Words,
 )
+
+
+@dataclass
+class CartesiaServiceStats:
+    """Counters of a `CartesiaContextTTSService` since it started.
+
+    Parameters:
+        contexts_opened: Cartesia contexts that received input.
+        contexts_cancelled: Contexts cancelled by an interruption.
+        stale_events_dropped: Server events that arrived for cancelled,
+            finished or unknown contexts and were dropped.
+        characters_sent: Characters of text sent to Cartesia (replays included).
+        errors: Errors reported (turns failed, inputs skipped, connection lost).
+        reconnects: Connections opened after the first.
+        replayed_characters: Characters sent again after a lost context.
+        connect_seconds: How long the last connection took to open.
+    """
+
+    contexts_opened: int = 0
+    contexts_cancelled: int = 0
+    stale_events_dropped: int = 0
+    characters_sent: int = 0
+    errors: int = 0
+    reconnects: int = 0
+    replayed_characters: int = 0
+    connect_seconds: float = 0.0
+
+
+class _LocalBudgetFull(ConcurrencyLimitError):
+    """Our own ``max_concurrent_contexts`` is reached: wait for a slot (nothing was sent)."""
+
+
+@dataclass(eq=False)
+class _Turn:
+    """The I/O side of one turn; every fact about it is in its engine."""
+
+    engine: TurnEngine
+    converter: Pcm16Converter
+    resampler: Any
+    contexts: dict[str, CartesiaContext] = field(default_factory=dict)
+    # Contexts in the order they opened, for the receiver; None ends it.
+    opened: asyncio.Queue[CartesiaContext | None] = field(default_factory=asyncio.Queue)
+    receiver: asyncio.Task | None = None
+    retry: asyncio.Task | None = None
+
+    @property
+    def context_id(self) -> str:
+        return self.engine.context_id
 
 
 class CartesiaContextTTSService(WebsocketTTSService):
@@ -108,6 +180,9 @@ class CartesiaContextTTSService(WebsocketTTSService):
         flush_on: FlushOn | str = FlushOn.SENTENCE,
         first_push_words: int = 3,
         flush_first_clause: bool = False,
+        retry: RetryPolicy | None = None,
+        max_concurrent_contexts: int | None = None,
+        reconnect_give_up_s: float = 30.0,
         voice_id: str | None = None,
         model: str | None = None,
         params: CartesiaTTSService.InputParams | None = None,
@@ -136,6 +211,14 @@ class CartesiaContextTTSService(WebsocketTTSService):
                 unless a clause ends first.
             flush_first_clause: End the first segment of a turn at its first
                 clause, for the fastest first audio.
+            retry: Backoff for a turn whose context was lost or refused (429,
+                5xx, a dropped connection) and for reconnecting; a turn is given
+                up after ``retry.max_attempts`` losses in a row without audio.
+            max_concurrent_contexts: Contexts this service keeps open at once
+                (your Cartesia plan's concurrency); further turns wait for a
+                slot instead of being refused by the server. None: no limit.
+            reconnect_give_up_s: Seconds the server may stay unreachable before
+                the service reports a fatal error.
             voice_id: Deprecated in pipecat; use ``settings=Settings(voice=...)``.
             model: Deprecated in pipecat; use ``settings=Settings(model=...)``.
             params: Deprecated in pipecat; use ``settings``.
@@ -160,10 +243,16 @@ class CartesiaContextTTSService(WebsocketTTSService):
             defaults.pronunciation_dict_id = params.pronunciation_dict_id
         if settings is not None:
             defaults.apply_update(settings)
+        # Our own failure policy: a silent turn ("...", a skipped input) is not a
+        # failing service, and reconnecting is ours, not the base class's.
+        kwargs.setdefault("max_consecutive_zero_audio_contexts", 0)
+        kwargs.setdefault("reconnect_on_error", False)
         super().__init__(
             text_aggregation_mode=text_aggregation_mode or TextAggregationMode.TOKEN,
             push_text_frames=False,
-            push_start_frame=True,
+            # The audio context opens when a turn has something to say, not at its
+            # first token: a "..." turn opens nothing.
+            push_start_frame=False,
             sample_rate=sample_rate,
             settings=defaults,
             **kwargs,
@@ -180,12 +269,18 @@ class CartesiaContextTTSService(WebsocketTTSService):
         self._max_buffer_delay_ms = (
             BUFFER_DELAY_MS[self._flush_on] if max_buffer_delay_ms is None else max_buffer_delay_ms
         )
+        if max_concurrent_contexts is not None and max_concurrent_contexts < 1:
+            raise ValueError("max_concurrent_contexts must be at least 1 (or None)")
+        self._retry = retry or RetryPolicy()
+        self._max_contexts = max_concurrent_contexts
+        self._slot_freed = asyncio.Condition()
+        self._reconnect_give_up_s = reconnect_give_up_s
+        self._keeper: ConnectionKeeper | None = None
+        self._expect_timestamps = True  # learned per server, carried from turn to turn
         self._wire_rate = 0
-        self._connection: CartesiaConnection | None = None
-        self._receive_task: asyncio.Task | None = None
-        self._turns: dict[str, Turn] = {}
+        self._turns: dict[str, _Turn] = {}
         self._stats = CartesiaServiceStats()
-        self._dropped_on_closed_connections = 0
+        self._unvoiced_dropped: set[str] = set()
 
     # -- pipecat service interface ------------------------------------------------
 
@@ -200,8 +295,18 @@ class CartesiaContextTTSService(WebsocketTTSService):
     @property
     def stats(self) -> CartesiaServiceStats:
         """Counters since the service started (a snapshot)."""
-        dropped = self._dropped_on_closed_connections + self._dropped(self._connection)
-        return CartesiaServiceStats(**{**self._stats.__dict__, "stale_events_dropped": dropped})
+        keeper = self._keeper
+        connections = [] if keeper is None else [*keeper.retired, keeper.current]
+        reasons = (DROP_CANCELLED_CONTEXT, DROP_FINISHED_CONTEXT, DROP_UNKNOWN_CONTEXT)
+        dropped = sum(c.dropped[r] for c in connections if c is not None for r in reasons)
+        return CartesiaServiceStats(
+            **{
+                **self._stats.__dict__,
+                "stale_events_dropped": dropped,
+                "reconnects": keeper.reconnects if keeper else 0,
+                "connect_seconds": keeper.connect_seconds if keeper else 0.0,
+            }
+        )
 
     @property
     def max_buffer_delay_ms(self) -> int | None:
@@ -242,7 +347,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
 
     @traced_tts
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
-        """Feed text of a turn to its Cartesia context; audio arrives on the turn's receiver.
+        """Feed text of a turn to its engine; audio arrives on the turn's receiver.
 
         Args:
             text: The next piece of the turn's text (an LLM token, a sentence).
@@ -251,37 +356,45 @@ class CartesiaContextTTSService(WebsocketTTSService):
         Yields:
             None: audio is appended to the audio context as it arrives.
         """
-        turn = self._turns.get(context_id) or await self._open_turn(context_id)
-        if not turn.failed:
-            await self._apply(turn, turn.segmenter.feed(text))
+        turn = self._turns.get(context_id) or self._open_turn(context_id)
+        await self._do(turn, turn.engine.feed(text, time.monotonic()))
         yield None
 
     async def flush_audio(self, context_id: str | None = None):
-        """End the turn's input: push what is left and close the Cartesia context.
+        """End the turn's input: push what is left and close its Cartesia context.
 
         Args:
             context_id: The turn's audio context; the active one when None.
         """
         context_id = context_id or self.get_active_audio_context_id()
         turn = self._turns.get(context_id) if context_id else None
-        if turn is None or turn.input_ended:
-            return
-        turn.input_ended = True
-        if turn.failed:
-            # The rest of a failed turn is dropped; its audio was stopped at the failure.
-            self._turns.pop(context_id, None)
-            await self._end_audio(context_id, stop=False)
-            return
-        await self._apply(turn, turn.segmenter.finish())
-        await self._close_link(turn)
-        turn.ready.put_nowait(None)
+        if turn is not None and not turn.engine.segmenter.finished:
+            await self._do(turn, turn.engine.end_input(time.monotonic()))
+
+    async def on_turn_context_completed(self):
+        """End the turn's input, also for a turn that never opened its audio ("...")."""
+        context_id = self._turn_context_id
+        await super().on_turn_context_completed()
+        if context_id is not None:
+            await self.flush_audio(context_id)
 
     async def on_audio_context_interrupted(self, context_id: str):
         """Cancel the turn's Cartesia contexts at once, on the same socket."""
-        turn = self._turns.pop(context_id, None)
+        turn = self._turns.get(context_id)
         if turn is not None:
-            self._stats.contexts_cancelled += await self._stop_turn(turn)
+            live = len(turn.contexts)
+            await self._do(turn, turn.engine.interrupt())
+            self._stats.contexts_cancelled += live
+            await self._forget(turn)
         await super().on_audio_context_interrupted(context_id)
+
+    async def _handle_interruption(self, frame: InterruptionFrame, direction: FrameDirection):
+        await super()._handle_interruption(frame, direction)
+        # A turn with nothing to say yet has no audio context for the base to interrupt.
+        for turn in list(self._turns.values()):
+            if turn.engine.phase is TurnPhase.IDLE:
+                await self._do(turn, turn.engine.interrupt())
+                await self._forget(turn)
 
     async def _update_settings(self, delta: CartesiaTTSSettings) -> dict[str, Any]:
         """Apply a settings delta; a locked field takes effect at the next sentence.
@@ -293,94 +406,106 @@ class CartesiaContextTTSService(WebsocketTTSService):
         """
         changed = await super()._update_settings(delta)
         turn = self._turns.get(self._turn_context_id) if self._turn_context_id else None
-        if turn is not None and changed.keys() & LOCKED_SETTINGS and not turn.failed:
-            if turn.link.active:
-                turn.switch_pending = True
-                turn.segmenter.flush_at_next_sentence()
-            else:
-                # Nothing sent yet: the context can simply be made with the new settings.
-                try:
-                    await turn.link.context.cancel()
-                    turn.link = self._new_link(turn, turn.link.first_number)
-                except CartesiaError as e:
-                    await self._fail_turn(turn, e)
+        if turn is not None and changed.keys() & LOCKED_SETTINGS:
+            turn.engine.switch_settings()
         return changed
 
-    # -- connection (WebsocketService) ---------------------------------------------
+    def _classify_error(self, exception: Exception) -> ErrorCategory | None:
+        """Our failure policy, for pipecat: only a refused key makes the service unusable."""
+        if isinstance(exception, AuthenticationError):
+            return ErrorCategory.AUTHENTICATION
+        if isinstance(exception, CartesiaAPIError) and exception.status_code == 403:
+            return ErrorCategory.AUTHORIZATION
+        if isinstance(exception, RateLimitError):
+            return ErrorCategory.RATE_LIMIT
+        if isinstance(exception, QuotaExceededError):
+            return ErrorCategory.QUOTA
+        if isinstance(exception, CartesiaConnectionError):
+            return ErrorCategory.CONNECTIVITY
+        if isinstance(exception, ServerError):
+            return ErrorCategory.SERVER
+        if isinstance(exception, CartesiaError):
+            # A refused input concerns one turn (the next one may be fine): not
+            # pipecat's "invalid request", which would end the service.
+            return ErrorCategory.UNKNOWN
+        return None
+
+    # -- connection ------------------------------------------------------------------
 
     async def _connect(self):
         await super()._connect()
-        await self._connect_websocket()
-        if self._receive_task is None:
-            self._receive_task = self.create_task(self._receive_task_handler(self._report_error))
+        if self._keeper is None:
+            self._keeper = ConnectionKeeper(
+                self._open_connection,
+                policy=self._retry,
+                give_up_after=self._reconnect_give_up_s,
+                on_fatal=self._on_fatal,
+            )
+        self._keeper.start()
 
     async def _disconnect(self):
         await super()._disconnect()
         for turn in list(self._turns.values()):
-            if turn.receiver is not None:
-                await self.cancel_task(turn.receiver)
-        self._turns.clear()
-        if self._receive_task is not None:
-            await self.cancel_task(self._receive_task)
-            self._receive_task = None
-        await self._disconnect_websocket()
+            await self._forget(turn)
+        if self._keeper is not None:
+            await self._keeper.stop()
+            await self._call_event_handler("on_disconnected")
 
-    async def _connect_websocket(self):
-        if self._connection is not None and not self._connection.closed:
-            return
-        self._dropped_on_closed_connections += self._dropped(self._connection)
+    async def _open_connection(self) -> CartesiaConnection:
         try:
-            self._connection = await CartesiaConnection.connect(
+            connection = await CartesiaConnection.connect(
                 self._api_key,
                 self._url,
                 cartesia_version=self._cartesia_version,
                 extra_headers=self._extra_headers,
             )
         except CartesiaError as e:
-            self._connection = None
-            await self.push_error(
-                error_msg=f"Cannot connect to Cartesia: {e}",
-                exception=e,
-                force_treat_as_permanent=isinstance(e, AuthenticationError),
-            )
             await self._call_event_handler("on_connection_error", str(e))
-            return
+            raise
         await self._call_event_handler("on_connected")
+        return connection
+
+    async def _on_fatal(self, error: CartesiaError):
+        """The key was refused, or the server stayed unreachable: say so once."""
+        self._stats.errors += 1
+        logger.error(f"{self}: cannot use Cartesia: {error}")
+        frame = ErrorFrame(error=f"Cartesia: {error}", exception=error)
+        frame.fatal = True
+        await self.push_error_frame(frame, force_treat_as_permanent=True)
+        for turn in list(self._turns.values()):
+            await self._do(turn, turn.engine.fail(error, fatal=True))
+
+    # The base class's receive loop and reconnection are not used: the keeper
+    # reconnects, and each turn's receiver reads its own contexts.
+    async def _connect_websocket(self):
+        pass
 
     async def _disconnect_websocket(self):
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            self._dropped_on_closed_connections += self._dropped(connection)
-            await connection.close()
-            await self._call_event_handler("on_disconnected")
-
-    async def _verify_connection(self) -> bool:
-        return self._connection is not None and not self._connection.closed
+        pass
 
     async def _receive_messages(self):
-        # The client's reader routes every event to its context; this task only
-        # watches the connection, so that the base class reconnects when it closes.
-        if self._connection is None:
-            raise ConnectionError("not connected to Cartesia")
-        await self._connection.wait_closed()
+        pass
 
-    @staticmethod
-    def _dropped(connection: CartesiaConnection | None) -> int:
-        if connection is None:
-            return 0
-        reasons = (DROP_CANCELLED_CONTEXT, DROP_FINISHED_CONTEXT, DROP_UNKNOWN_CONTEXT)
-        return sum(connection.dropped[r] for r in reasons)
+    async def _verify_connection(self) -> bool:
+        return self._keeper is not None and self._keeper.current is not None
 
-    # -- sending ------------------------------------------------------------------------
+    # -- carrying out the engine's actions --------------------------------------------
 
-    async def _open_turn(self, context_id: str) -> Turn:
-        turn = Turn(
-            context_id=context_id,
-            segmenter=Segmenter(
-                self._flush_on,
-                first_push_words=self._first_push_words,
-                flush_first_clause=self._flush_first_clause,
-                whole_segments=self._max_buffer_delay_ms == 0,
+    def _open_turn(self, context_id: str) -> _Turn:
+        segmenter = Segmenter(
+            self._flush_on,
+            first_push_words=self._first_push_words,
+            flush_first_clause=self._flush_first_clause,
+            whole_segments=self._max_buffer_delay_ms == 0,
+        )
+        width = BYTES_PER_SAMPLE[self._encoding]
+        turn = _Turn(
+            engine=TurnEngine(
+                context_id,
+                segmenter,
+                bytes_per_second=self._wire_rate * width,
+                sample_width=width,
+                expect_timestamps=self._expect_timestamps,
             ),
             converter=Pcm16Converter(self._encoding),
             # A turn's audio is one stream: never drop history in a pause (an LLM
@@ -388,31 +513,79 @@ class CartesiaContextTTSService(WebsocketTTSService):
             resampler=create_stream_resampler(clear_after_secs=None),
         )
         self._turns[context_id] = turn
-        if self._connection is None or self._connection.closed:
-            await self._connect_websocket()
-        try:
-            if self._connection is None:
-                raise CartesiaConnectionError("not connected to Cartesia")
-            turn.link = self._new_link(turn, 1)
-        except CartesiaError as e:
-            await self._fail_turn(turn, e)
-            return turn
-        turn.receiver = self.create_task(self._receive_turn(turn), name=f"cartesia-{context_id}")
+        turn.receiver = self.create_task(self._receive(turn), name=f"cartesia-{context_id}")
         return turn
 
-    def _new_link(self, turn: Turn, first_number: int) -> Link:
-        """A new Cartesia context for the turn, with the current settings.
+    async def _do(self, turn: _Turn, actions: list) -> None:
+        """Carry out the engine's actions in order; a failed send goes back to the engine."""
+        for action in actions:
+            try:
+                more = await self._act(turn, action)
+            except CartesiaError as e:
+                context_id = getattr(action, "context_id", None)
+                more = turn.engine.refused(context_id, e) if context_id else []
+            if more:
+                await self._do(turn, more)
 
-        Raises:
-            CartesiaError: The settings are invalid (no voice, say) or the
-                connection is closed.
-        """
+    async def _act(self, turn: _Turn, action) -> list:
+        if isinstance(action, Send):
+            context = turn.contexts.get(action.context_id)
+            if context is not None:
+                await context.push(action.text, generation_config=self._generation_config())
+                self._stats.characters_sent += len(action.text)
+        elif isinstance(action, Audio):
+            await self._audio(turn, action)
+        elif isinstance(action, Words):
+            await self._words(turn, action)
+        elif isinstance(action, SegmentDone):
+            await self._segment_done(turn, action)
+        elif isinstance(action, SendFlush):
+            if (context := turn.contexts.get(action.context_id)) is not None:
+                await context.flush()
+        elif isinstance(action, Close):
+            if (context := turn.contexts.get(action.context_id)) is not None:
+                await context.no_more_inputs()
+        elif isinstance(action, Open):
+            return await self._open_context(turn, action.context_id)
+        elif isinstance(action, Cancel):
+            await self._cancel_context(turn, action.context_id)
+        elif isinstance(action, StartAudio):
+            await self.create_audio_context(turn.context_id)
+            await self.append_to_audio_context(
+                turn.context_id, TTSStartedFrame(context_id=turn.context_id)
+            )
+            await self.start_ttfb_metrics(start_time=time.time())
+        elif isinstance(action, Retry):
+            self._schedule_retry(turn, action)
+        elif isinstance(action, Skipped):
+            self._stats.errors += 1
+            logger.warning(
+                f"{self}: turn {turn.context_id}: Cartesia refused segment {action.flush_id} "
+                f"({action.error}); skipped {action.text!r}, the turn goes on"
+            )
+        elif isinstance(action, Failed):
+            await self._failed(turn, action)
+        elif isinstance(action, Ended):
+            await self._ended(turn, action)
+        return []
+
+    async def _open_context(self, turn: _Turn, context_id: str) -> list:
+        """Create a Cartesia context with the current settings, within the budget."""
+        if self._keeper is None:
+            return turn.engine.refused(context_id, CartesiaConnectionError("not connected"))
+        # Between turns the keeper reopens a closed connection in the background;
+        # a turn starting meanwhile waits for it (the keeper bounds the wait).
+        connection = await self._keeper.connection()
+        if self._max_contexts is not None and self._live_contexts() >= self._max_contexts:
+            return turn.engine.refused(
+                context_id, _LocalBudgetFull("max_concurrent_contexts reached")
+            )
         settings = self._settings
         if not assert_given(settings.voice):
-            raise InvalidRequestError("no voice: set CartesiaContextTTSService.Settings(voice=...)")
-        if self._connection is None:
-            raise CartesiaConnectionError("not connected to Cartesia")
-        context = self._connection.context(
+            return turn.engine.fail(
+                InvalidRequestError("no voice: set CartesiaContextTTSService.Settings(voice=...)")
+            )
+        context = connection.context(
             model_id=assert_given(settings.model),
             voice=assert_given(settings.voice),
             output_format={
@@ -425,11 +598,25 @@ class CartesiaContextTTSService(WebsocketTTSService):
             use_normalized_timestamps=False,
             max_buffer_delay_ms=self._max_buffer_delay_ms,
             pronunciation_dict_id=assert_given(settings.pronunciation_dict_id) or None,
-            context_id=turn.next_context_id,
+            context_id=context_id,
         )
-        link = Link(context=context, first_number=first_number)
-        turn.every_link.append(link)
-        return link
+        turn.contexts[context_id] = context
+        turn.opened.put_nowait(context)
+        self._stats.contexts_opened += 1
+        return []
+
+    def _live_contexts(self) -> int:
+        return sum(len(t.contexts) for t in self._turns.values())
+
+    async def _cancel_context(self, turn: _Turn, context_id: str):
+        context = turn.contexts.pop(context_id, None)
+        if context is not None:
+            await context.cancel()
+            await self._free_slot()
+
+    async def _free_slot(self):
+        async with self._slot_freed:
+            self._slot_freed.notify_all()
 
     def _generation_config(self) -> dict[str, Any] | None:
         config = assert_given(self._settings.generation_config)
@@ -437,98 +624,72 @@ class CartesiaContextTTSService(WebsocketTTSService):
             return config.model_dump(exclude_none=True) or None
         return dict(config) if config else None
 
-    async def _apply(self, turn: Turn, actions: list[Push | Flush]):
-        """Send the segmenter's actions on the turn's current Cartesia context."""
-        try:
-            for action in actions:
-                link = turn.link
-                if isinstance(action, Push):
-                    await self._push(turn, link, action.text)
-                    continue
-                await link.context.flush()
-                link.ledger.flushed()
-                if turn.switch_pending:
-                    # The sentence is done: the next one goes to a context with the new settings.
-                    turn.switch_pending = False
-                    await self._close_link(turn)
-                    turn.link = self._new_link(turn, link.next_number)
-                    turn.segmenter.new_context()
-        except CartesiaError as e:
-            await self._fail_turn(turn, e)
+    # -- retrying -------------------------------------------------------------------------
 
-    async def _push(self, turn: Turn, link: Link, text: str):
-        now = time.monotonic()
-        await link.context.push(text, generation_config=self._generation_config())
-        self._stats.characters_sent += len(text)
-        if link.sent(text, now):
-            self._stats.contexts_opened += 1
-            turn.ready.put_nowait(link)
-        if not turn.first_sent:
-            turn.first_sent = True
-            await self.start_ttfb_metrics(start_time=time.time())
+    def _schedule_retry(self, turn: _Turn, retry: Retry):
+        self._stats.errors += retry.kind is not FaultKind.CONNECTION
+        logger.warning(
+            f"{self}: turn {turn.context_id} lost its context ({retry.error}); "
+            f"resuming (attempt {retry.attempt})"
+        )
+        turn.retry = self.create_task(
+            self._resume(turn, retry), name=f"cartesia-retry-{turn.context_id}"
+        )
 
-    async def _close_link(self, turn: Turn):
-        link = turn.link
-        if not link.active:
-            await link.context.cancel()  # never used: forget it locally, nothing on the wire
-        elif not link.closed:
-            link.closed = True
-            link.ledger.closed()
-            await link.context.no_more_inputs()
-
-    # -- receiving ----------------------------------------------------------------------
-
-    async def _receive_turn(self, turn: Turn):
-        """Play the turn's Cartesia contexts in order into its audio context."""
-        try:
-            while (link := await turn.ready.get()) is not None:
-                if not await self._receive_link(turn, link):
-                    return
-                link.done = True
-                turn.audio_offset += self._seconds(link.audio_bytes)
-        except CartesiaConnectionError as e:
-            await self._fail_turn(turn, e)
+    async def _resume(self, turn: _Turn, retry: Retry):
+        engine = turn.engine
+        if retry.attempt > self._retry.max_attempts:
+            await self._do(turn, engine.fail(retry.error))
             return
-        self._turns.pop(turn.context_id, None)
-        await self._end_audio(turn.context_id)
+        try:
+            if isinstance(retry.error, _LocalBudgetFull):
+                await self._wait_for_slot()
+            elif retry.kind is FaultKind.RETRY:
+                await asyncio.sleep(self._retry.delay(retry.attempt))
+            if self._keeper is not None:
+                await self._keeper.connection()
+        except CartesiaError as e:
+            await self._do(turn, engine.fail(e, fatal=True))
+            return
+        turn.retry = None
+        if engine.phase is TurnPhase.RESUMING:
+            before = engine.replayed_characters
+            actions = engine.resume(time.monotonic())
+            self._stats.replayed_characters += engine.replayed_characters - before
+            await self._do(turn, actions)
 
-    async def _receive_link(self, turn: Turn, link: Link) -> bool:
-        """Relay one Cartesia context's events; False if the turn must stop."""
-        async for event in link.context.receive():
-            if isinstance(event, Chunk):
-                await self._on_chunk(turn, link, event)
-            elif isinstance(event, Timestamps):
-                await self._on_timestamps(turn, event)
-            elif isinstance(event, FlushDone):
-                await self._segments_done(turn, link, link.ledger.flush_done(event.flush_id))
-            elif isinstance(event, Done):
-                await self._segments_done(turn, link, link.ledger.done())
-                return True
-            elif isinstance(event, Error):
-                await self._fail_turn(turn, event.exception())
-                return False
-        return False  # cancelled
+    async def _wait_for_slot(self):
+        async with self._slot_freed:
+            await self._slot_freed.wait_for(lambda: self._live_contexts() < self._max_contexts)
 
-    @property
-    def _model(self) -> str | None:
-        return assert_given(self._settings.model)
+    # -- receiving ------------------------------------------------------------------------
+
+    async def _receive(self, turn: _Turn):
+        """Feed the turn's contexts' events to its engine, context after context."""
+        while (context := await turn.opened.get()) is not None:
+            try:
+                async for event in context.receive():
+                    await self._do(
+                        turn, turn.engine.event(context.context_id, event, time.monotonic())
+                    )
+            except CartesiaConnectionError as e:
+                await self._do(turn, turn.engine.refused(context.context_id, e))
+            if turn.contexts.pop(context.context_id, None) is not None:
+                await self._free_slot()
 
     def _seconds(self, wire_bytes: int) -> float:
         """Seconds of audio in ``wire_bytes`` of the wire encoding and rate."""
         return wire_bytes / (self._wire_rate * BYTES_PER_SAMPLE[self._encoding])
 
-    async def _on_chunk(self, turn: Turn, link: Link, chunk: Chunk):
-        local, done = link.received(chunk, time.monotonic())
-        await self._segments_done(turn, link, done)
-        if not turn.heard:
-            turn.heard = True
+    async def _audio(self, turn: _Turn, action: Audio):
+        if action.first:
             await self.stop_ttfb_metrics(end_time=time.time())
-        audio = turn.converter.convert(chunk.audio)
+        audio = turn.converter.convert(action.data)
         if audio and self._wire_rate != self.sample_rate:
             audio = await turn.resampler.resample(audio, self._wire_rate, self.sample_rate)
-        await self._append_audio(turn, audio, link.number(local))
+        await self._append_audio(turn, audio, action.flush_id)
 
-    async def _append_audio(self, turn: Turn, audio: bytes, flush_id: int):
+    async def _append_audio(self, turn: _Turn, audio: bytes, flush_id: int):
         if audio:
             frame = CartesiaTTSAudioRawFrame(
                 audio=audio,
@@ -539,86 +700,90 @@ class CartesiaContextTTSService(WebsocketTTSService):
             )
             await self.append_to_audio_context(turn.context_id, frame)
 
-    async def _on_timestamps(self, turn: Turn, event: Timestamps):
-        words = []
-        for word, start in zip(event.words, event.start, strict=True):
-            cleaned = strip_tags(word)
-            if cleaned:
-                words.append((cleaned, start + turn.audio_offset))
-        if not words:
-            return
+    async def _words(self, turn: _Turn, action: Words):
         cjk = str(assert_given(self._settings.language) or "").split("-")[0].lower() in ("zh", "ja")
         await self.add_word_timestamps(
-            words,
+            list(action.words),
             turn.context_id,
             includes_inter_frame_spaces=True if cjk else None,
             pre_merge_tokens=cjk,
         )
 
-    async def _segments_done(self, turn: Turn, link: Link, segments: list[Segment]):
-        for segment in segments:
-            number = link.number(segment.number)
-            if self._wire_rate != self.sample_rate:
-                # The resampler holds the segment's last few milliseconds back.
-                await self._append_audio(turn, await turn.resampler.flush(), number)
-            frame = CartesiaFlushDoneFrame(
-                context_id=turn.context_id, flush_id=number, text=segment.text
+    async def _segment_done(self, turn: _Turn, action: SegmentDone):
+        if self._wire_rate != self.sample_rate:
+            # The resampler holds the segment's last few milliseconds back.
+            await self._append_audio(turn, await turn.resampler.flush(), action.flush_id)
+        frame = CartesiaFlushDoneFrame(
+            context_id=turn.context_id, flush_id=action.flush_id, text=action.text
+        )
+        await self.append_to_audio_context(turn.context_id, frame)
+        if self.can_generate_metrics() and self.metrics_enabled:
+            data = CartesiaSegmentMetricsData(
+                processor=self.name,
+                model=assert_given(self._settings.model),
+                context_id=turn.context_id,
+                flush_id=action.flush_id,
+                ttfb=action.ttfb,
+                audio_seconds=self._seconds(action.audio_bytes),
+                characters=len(action.text),
             )
-            await self.append_to_audio_context(turn.context_id, frame)
-            if self.can_generate_metrics() and self.metrics_enabled:
-                data = CartesiaSegmentMetricsData(
-                    processor=self.name,
-                    model=self._model,
-                    context_id=turn.context_id,
-                    flush_id=number,
-                    ttfb=link.ttfb(segment.number),
-                    audio_seconds=self._seconds(link.segment_bytes(segment.number)),
-                    characters=len(segment.text),
-                )
-                await self.push_frame(MetricsFrame(data=[data]))
+            await self.push_frame(MetricsFrame(data=[data]))
 
     # -- ending -------------------------------------------------------------------------
 
-    async def _fail_turn(self, turn: Turn, error: Exception):
-        """Report an error, cancel what is left of the turn, and end its audio cleanly."""
-        if turn.failed:
-            return
+    async def _failed(self, turn: _Turn, action: Failed):
+        """Report the error and stop the turn's audio at once, without its unvoiced words."""
         self._stats.errors += 1
-        if turn.input_ended:
+        self._expect_timestamps = turn.engine.expect_timestamps
+        if not action.fatal:
+            logger.warning(f"{self}: turn {turn.context_id} failed: {action.error}")
+            await self.push_error(
+                error_msg=f"Cartesia error: {action.error}", exception=action.error
+            )
+        self._unvoiced_dropped.add(turn.context_id)
+        if self.audio_context_available(turn.context_id):
+            await self.append_to_audio_context(
+                turn.context_id, TTSStoppedFrame(context_id=turn.context_id)
+            )
+            # The audio context lives on until the turn's input ends, or pipecat
+            # would open a new one (and a TTSStartedFrame) for its next token.
+            if turn.engine.segmenter.finished:
+                await self.remove_audio_context(turn.context_id)
+        await self._forget(turn, keep=not turn.engine.segmenter.finished)
+
+    async def _ended(self, turn: _Turn, action: Ended):
+        self._expect_timestamps = turn.engine.expect_timestamps
+        if action.silent:
+            self._drop_unvoiced(turn.context_id)
+        elif self.audio_context_available(turn.context_id):
+            await self.append_to_audio_context(
+                turn.context_id, TTSStoppedFrame(context_id=turn.context_id)
+            )
+            await self.remove_audio_context(turn.context_id)
+        await self._forget(turn)
+
+    async def _forget(self, turn: _Turn, *, keep: bool = False):
+        """Stop the turn's tasks; ``keep`` leaves it known until its input ends."""
+        if not keep:
             self._turns.pop(turn.context_id, None)
-        logger.warning(f"{self}: turn {turn.context_id} failed: {error}")
-        await self.push_error(error_msg=f"Cartesia error: {error}", exception=error)
-        await self._stop_turn(turn)
-        # Stop the audio now; the audio context lives on until the turn's input ends,
-        # or pipecat would open a new one (and a TTSStartedFrame) for its next token.
-        await self._end_audio(turn.context_id, remove=turn.input_ended)
+        for context_id in list(turn.contexts):
+            await self._cancel_context(turn, context_id)
+        current = asyncio.current_task()
+        for task in (turn.retry, turn.receiver):
+            if task is not None and task is not current and not task.done():
+                await self.cancel_task(task)
+        if turn.receiver is not current:
+            turn.receiver = None
+        turn.opened.put_nowait(None)
 
-    async def _stop_turn(self, turn: Turn) -> int:
-        """Cancel every Cartesia context of the turn and stop relaying its events.
+    async def _apply_force_complete(self, context_id: str):
+        # pipecat completes a turn's untimed words at its end as if they were
+        # spoken; a failed turn's unvoiced words must not reach the context.
+        if context_id in self._unvoiced_dropped:
+            self._unvoiced_dropped.discard(context_id)
+            self._drop_unvoiced(context_id)
+        await super()._apply_force_complete(context_id)
 
-        Returns:
-            How many of its contexts were still live on the server.
-        """
-        turn.failed = True
-        live = 0
-        for link in turn.every_link:
-            live += link.active and not link.done
-            await link.context.cancel()
-        if turn.receiver is not None and turn.receiver is not asyncio.current_task():
-            await self.cancel_task(turn.receiver)
-        return live
-
-    async def _end_audio(self, context_id: str, *, stop: bool = True, remove: bool = True):
-        """End the turn's audio after everything queued in its audio context.
-
-        Args:
-            context_id: The audio context.
-            stop: Append a `TTSStoppedFrame`.
-            remove: Remove the audio context (playback ends after its last item).
-        """
-        if not self.audio_context_available(context_id):
-            return
-        if stop:
-            await self.append_to_audio_context(context_id, TTSStoppedFrame(context_id=context_id))
-        if remove:
-            await self.remove_audio_context(context_id)
+    def _drop_unvoiced(self, context_id: str):
+        keep = set(self.get_audio_contexts()) | {self._turn_context_id} - {None, context_id}
+        self._aggregated_frame_sequencer.clear(keep_contexts=keep - {context_id})

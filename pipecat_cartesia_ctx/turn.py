@@ -4,26 +4,58 @@
 # SPDX-License-Identifier: BSD 2-Clause License
 #
 
-"""Per-turn bookkeeping of `CartesiaContextTTSService`: no pipecat, no I/O.
+"""The turn engine: every fact about one turn, no pipecat, no I/O.
 
-A turn (one pipecat audio context) owns a segmenter and a chain of Cartesia
-contexts, its *links*: one, or more after a voice, model or language change
-mid-turn. Each link keeps its segment ledger and the timings that become
-per-segment metrics.
+A turn is one pipecat audio context: an LLM answer, or one `TTSSpeakFrame`.
+`TurnEngine` takes what happens to it (text, the end of its text, server
+events, a lost connection, an interruption) and returns what to do
+(`Open`, `Send`, `SendFlush`, `Close`, `Cancel`, `StartAudio`, `Audio`,
+`Words`, `SegmentDone`, `Skipped`, `Retry`, `Failed`, `Ended`). The service
+only carries those out.
+
+The turn's text lives here once, cut into segments (turn-level ``flush_id``
+1, 2, 3...). It goes out on one Cartesia context at a time, an *attempt*; a
+new attempt follows a settings change at a sentence end, or replaces one that
+was lost (dropped connection, 429, a server error). A replacement replays the
+text from the first word whose audio never went downstream: audio is held
+back past the end of the last word the server has timed, so what went
+downstream always ends at a word boundary, and a replay never repeats or cuts
+a word. Without timestamps it replays from the first unfinished segment and
+drops the replayed audio already played.
+
+The phase changes only through `_TRANSITIONS`; anything else is a
+`TurnStateError`, and the phase is left as it was.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
 
-from .audio import Pcm16Converter
-from .client import CartesiaContext
 from .ledger import Segment, SegmentLedger
-from .protocol import Chunk
-from .segmenter import FlushOn, Segmenter
+from .protocol import (
+    AuthenticationError,
+    CartesiaAPIError,
+    CartesiaConnectionError,
+    CartesiaError,
+    Chunk,
+    ContextClosedError,
+    ContextFieldChangedError,
+    Done,
+    Error,
+    FlushDone,
+    InvalidRequestError,
+    ModelNotFoundError,
+    QuotaExceededError,
+    RateLimitError,
+    ServerError,
+    ServerEvent,
+    Timestamps,
+)
+from .protocol.text import is_speakable
+from .segmenter import Flush, FlushOn, Position, Push, Segmenter
 
 # Server-side buffering for each flush policy (protocol doc, 4.2). The service
 # flushes at every boundary itself, so the server never waits past one: its
@@ -40,122 +72,808 @@ BUFFER_DELAY_MS: dict[FlushOn, int | None] = {
 LOCKED_SETTINGS = frozenset({"voice", "model", "language", "pronunciation_dict_id"})
 
 _CARTESIA_TAG = re.compile(r"</?(?:spell|emotion|break|volume|speed)\b[^>]*>", re.IGNORECASE)
+_TOKEN = re.compile(r"\S+")
 
 
-@dataclass
-class CartesiaServiceStats:
-    """Counters of a `CartesiaContextTTSService` since it started.
+class TurnStateError(CartesiaError):
+    """The turn engine was given an input its phase does not allow (our misuse, not the server's).
 
-    Parameters:
-        contexts_opened: Cartesia contexts that received input.
-        contexts_cancelled: Contexts cancelled by an interruption.
-        stale_events_dropped: Server events that arrived for cancelled,
-            finished or unknown contexts and were dropped.
-        characters_sent: Characters of text sent to Cartesia.
-        errors: Error events received.
+    The phase is left as it was.
     """
 
-    contexts_opened: int = 0
-    contexts_cancelled: int = 0
-    stale_events_dropped: int = 0
-    characters_sent: int = 0
-    errors: int = 0
+
+class TurnPhase(Enum):
+    """Where a turn is in its life."""
+
+    IDLE = "idle"
+    """Nothing speakable yet: no Cartesia context, no audio."""
+    STREAMING = "streaming"
+    """Text goes out on the current attempt as it comes."""
+    SWITCHING = "switching"
+    """Streaming; a locked setting changed, so the next sentence end starts a new attempt."""
+    RESUMING = "resuming"
+    """An attempt was lost; text is kept until `TurnEngine.resume`."""
+    ENDED = "ended"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
 
 
-@dataclass
-class Link:
-    """One Cartesia context of a turn, with its segments and their timings.
+_P = TurnPhase
+_LIVE = frozenset({_P.IDLE, _P.STREAMING, _P.SWITCHING, _P.RESUMING})
+_FINAL = frozenset({_P.ENDED, _P.FAILED, _P.INTERRUPTED})
+# The whole table of a turn's life: the phases each phase may move to.
+_TRANSITIONS: dict[TurnPhase, frozenset[TurnPhase]] = {
+    _P.IDLE: frozenset({_P.STREAMING}) | _FINAL,
+    _P.STREAMING: frozenset({_P.SWITCHING, _P.RESUMING}) | _FINAL,
+    _P.SWITCHING: frozenset({_P.STREAMING, _P.RESUMING}) | _FINAL,
+    _P.RESUMING: frozenset({_P.STREAMING}) | _FINAL,
+    _P.ENDED: frozenset(),
+    _P.FAILED: frozenset(),
+    _P.INTERRUPTED: frozenset(),
+}
+
+
+class FaultKind(Enum):
+    """What a failed attempt means for the turn (the service's failure policy)."""
+
+    CONNECTION = "connection"
+    """The connection went away: resume once it is back."""
+    RETRY = "retry"
+    """A transient refusal (429, 5xx, context closed): resume after a backoff."""
+    SKIP = "skip"
+    """One input was refused (400): resume without it."""
+    FAIL = "fail"
+    """The turn cannot be spoken (quota): end it with the error."""
+    FATAL = "fatal"
+    """The key was refused (401/403): no turn can be spoken."""
+
+
+def classify(error: Exception) -> FaultKind:
+    """The failure policy: what an error ending an attempt means.
+
+    Args:
+        error: The error event's exception, or a connection error.
+
+    Returns:
+        The kind of fault.
+    """
+    if isinstance(error, CartesiaConnectionError):
+        return FaultKind.CONNECTION
+    if isinstance(error, AuthenticationError) or getattr(error, "status_code", None) == 403:
+        return FaultKind.FATAL
+    if isinstance(error, QuotaExceededError | ModelNotFoundError | ContextFieldChangedError):
+        return FaultKind.FAIL  # the turn's settings, not one input
+    if isinstance(error, RateLimitError | ServerError | ContextClosedError):
+        return FaultKind.RETRY
+    if isinstance(error, InvalidRequestError):
+        return FaultKind.SKIP
+    if isinstance(error, CartesiaAPIError) and (error.status_code or 500) >= 500:
+        return FaultKind.RETRY
+    return FaultKind.FAIL
+
+
+# -- actions: what the service does for the engine ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """Create Cartesia context ``context_id`` with the current settings (nothing is sent yet)."""
+
+    context_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Push ``text`` on the context (``continue: true``)."""
+
+    context_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendFlush:
+    """Send a manual flush on the context."""
+
+    context_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """End the context's input (``continue: false``)."""
+
+    context_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel the context; nothing more of it is wanted."""
+
+    context_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartAudio:
+    """The turn has something to say: open its audio (the first text is going out)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Audio:
+    """Audio to play, in the wire encoding.
 
     Parameters:
-        context: The Cartesia context.
-        first_number: The turn-level number of the context's first segment.
+        data: The bytes.
+        flush_id: The turn-level segment it belongs to.
+        first: The turn's first audio.
     """
 
-    context: CartesiaContext
-    first_number: int
-    ledger: SegmentLedger = field(default_factory=SegmentLedger)
-    active: bool = False  # input sent
-    closed: bool = False  # no_more_inputs sent
-    done: bool = False  # all its events received
-    audio_bytes: int = 0
-    _sent_at: dict[int, float] = field(default_factory=dict)
-    _first_audio_at: dict[int, float] = field(default_factory=dict)
-    _segment_bytes: dict[int, int] = field(default_factory=dict)
-
-    def number(self, local: int) -> int:
-        """The turn-level number of the context's segment ``local``."""
-        return self.first_number + local - 1
-
-    @property
-    def next_number(self) -> int:
-        """The turn-level number the next context's first segment gets."""
-        return self.number(self.ledger.open_segment)
-
-    def sent(self, text: str, now: float) -> bool:
-        """Record a push of ``text`` at ``now`` (monotonic seconds).
-
-        Returns:
-            True if it is the context's first input.
-        """
-        self._sent_at.setdefault(self.ledger.open_segment, now)
-        self.ledger.pushed(text)
-        opened, self.active = not self.active, True
-        return opened
-
-    def received(self, chunk: Chunk, now: float) -> tuple[int, list[Segment]]:
-        """Record a chunk received at ``now``.
-
-        Returns:
-            The chunk's segment (the context's numbering) and the segments now complete.
-        """
-        local, done = self.ledger.chunk(chunk.flush_id)
-        self._first_audio_at.setdefault(local, now)
-        self.audio_bytes += len(chunk.audio)
-        self._segment_bytes[local] = self._segment_bytes.get(local, 0) + len(chunk.audio)
-        return local, done
-
-    def ttfb(self, local: int) -> float | None:
-        """Seconds from the segment's first text sent to its first audio, if it had audio."""
-        sent, heard = self._sent_at.get(local), self._first_audio_at.get(local)
-        return heard - sent if sent is not None and heard is not None else None
-
-    def segment_bytes(self, local: int) -> int:
-        """Bytes of audio received for the segment."""
-        return self._segment_bytes.get(local, 0)
+    data: bytes
+    flush_id: int
+    first: bool = False
 
 
-@dataclass
-class Turn:
-    """One audio context: its segmentation, its chain of Cartesia contexts, its audio.
+@dataclass(frozen=True, slots=True)
+class Words:
+    """Words whose audio has gone downstream, with their start in seconds of the turn's audio."""
+
+    words: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentDone:
+    """A segment's audio has all gone downstream.
 
     Parameters:
-        context_id: The pipecat audio context (and the first Cartesia context's id).
-        segmenter: Cuts the turn's text into pushes and flushes.
-        converter: Brings the wire encoding to 16-bit PCM.
-        resampler: Brings the wire rate to the pipeline's, when they differ.
+        flush_id: The turn-level segment number.
+        text: Exactly the segment's text.
+        ttfb: Seconds from its first text sent to its first audio received.
+        audio_bytes: Bytes of its audio that went downstream.
+    """
+
+    flush_id: int
+    text: str
+    ttfb: float | None
+    audio_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """The server refused one segment; it is not spoken and the turn goes on."""
+
+    flush_id: int
+    text: str
+    error: CartesiaError
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """The current attempt was lost: call `TurnEngine.resume` when it may go on.
+
+    Parameters:
+        error: Why.
+        kind: `FaultKind.CONNECTION` (wait for the connection) or
+            `FaultKind.RETRY` / `FaultKind.SKIP` (wait a backoff).
+        attempt: Consecutive losses without progress, from 1.
+    """
+
+    error: CartesiaError
+    kind: FaultKind
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The turn failed: report ``error`` and stop its audio."""
+
+    error: CartesiaError
+    fatal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """All the turn's audio has gone downstream.
+
+    Parameters:
+        silent: Nothing speakable was ever sent: no audio was opened.
+    """
+
+    silent: bool = False
+
+
+Action = (
+    Open
+    | Send
+    | SendFlush
+    | Close
+    | Cancel
+    | StartAudio
+    | Audio
+    | Words
+    | SegmentDone
+    | Skipped
+    | Retry
+    | Failed
+    | Ended
+)
+
+
+# -- the engine ---------------------------------------------------------------------
+
+TextPos = tuple[int, int]  # (turn segment number, offset into its text)
+
+
+@dataclass(eq=False, slots=True)
+class _Held:
+    """Audio of one local segment received and not yet gone downstream."""
+
+    local: int
+    data: bytearray
+    complete: bool = False  # the segment's audio is all in
+
+
+@dataclass(eq=False)
+class _Attempt:
+    """One Cartesia context of the turn: what went out on it and what came back.
+
+    Local segment ``k`` of its ledger is turn segment ``first_segment + k - 1``;
+    its text starts ``offset`` characters into its first segment.
     """
 
     context_id: str
-    segmenter: Segmenter
-    converter: Pcm16Converter
-    resampler: Any
-    link: Link | None = None  # the context new text goes to
-    every_link: list[Link] = field(default_factory=list)
-    # Links with input, in order, for the receiver; None once the turn's input ended.
-    ready: asyncio.Queue[Link | None] = field(default_factory=asyncio.Queue)
-    receiver: asyncio.Task | None = None
-    switch_pending: bool = False
-    input_ended: bool = False
-    failed: bool = False
-    first_sent: bool = False
-    heard: bool = False
-    audio_offset: float = 0.0  # seconds of audio of the turn's earlier contexts
+    first_segment: int
+    offset: int
+    sent_to: TextPos  # how far into the turn's text its input has gone
+    careful: int = 0  # after a 400: one segment at a time, through this turn segment
+    skip: int = 0  # replayed audio bytes still to drop (they were played already)
+    ledger: SegmentLedger = field(default_factory=SegmentLedger)
+    heard: set[int] = field(default_factory=set)  # local segments with audio
+    done_through: int = 0  # local segments complete, in order
+    held: deque[_Held] = field(default_factory=deque)
+    released: int = 0  # audio bytes gone downstream (or dropped as already played)
+    played: dict[int, int] = field(default_factory=dict)  # released bytes per local segment
+    timed: bool = False  # word timestamps came for it
+    placeable: bool = True  # every timed word was found in its text
+    cursor: tuple[int, int] = (1, 0)  # (local segment, offset): where word search resumes
+    words: deque[tuple[str, float, int, TextPos]] = field(default_factory=deque)
+    timed_to: int = 0  # audio bytes covered by timed words
+    voiced: TextPos | None = None  # just after the last word (or segment) gone downstream
+    base: float | None = None  # turn seconds at which its audio starts downstream
+
+    def turn_segment(self, local: int) -> int:
+        return self.first_segment + local - 1
+
+    def position(self, local: int, offset: int = 0) -> TextPos:
+        """The turn position of ``offset`` in local segment ``local``."""
+        return (self.turn_segment(local), (self.offset if local == 1 else 0) + offset)
 
     @property
-    def next_context_id(self) -> str:
-        """The id for the turn's next Cartesia context."""
-        number = len(self.every_link) + 1
-        return self.context_id if number == 1 else f"{self.context_id}-{number}"
+    def start(self) -> TextPos:
+        return (self.first_segment, self.offset)
+
+    @property
+    def has_input(self) -> bool:
+        return self.ledger.open_segment > 1 or bool(self.ledger.text(1))
+
+
+class TurnEngine:
+    """All the state of one turn, and the rules that change it.
+
+    Parameters:
+        context_id: The turn's id (pipecat's audio context); also its first
+            Cartesia context's id.
+        segmenter: Cuts the turn's text into pushes and flushes.
+        bytes_per_second: Audio bytes per second in the wire format.
+        sample_width: Bytes per sample in the wire format.
+        expect_timestamps: The server sends word timestamps, so audio is held
+            to word boundaries. Learned false at the first segment that ends
+            with audio and no timestamps.
+    """
+
+    def __init__(
+        self,
+        context_id: str,
+        segmenter: Segmenter,
+        *,
+        bytes_per_second: int,
+        sample_width: int,
+        expect_timestamps: bool = True,
+    ):
+        self.context_id = context_id
+        self.segmenter = segmenter
+        self.expect_timestamps = expect_timestamps
+        self._bytes_per_second = bytes_per_second
+        self._width = sample_width
+        self._phase = TurnPhase.IDLE
+        self._segments: list[str] = [""]  # turn segment n's text at index n - 1
+        self._reported = 0  # segments reported done (or skipped), in order
+        self._skipped: set[int] = set()
+        self._attempts: list[_Attempt] = []  # live ones, in order: the first one plays
+        self._opened = 0  # attempts ever opened
+        # Where the next attempt's text starts, the replayed audio it drops, and
+        # through which segment it goes carefully (after a 400).
+        self._next: tuple[TextPos, int, int] = ((1, 0), 0, 0)
+        self._sent_high: TextPos = (1, 0)  # the furthest any attempt's input has gone
+        self._released = 0  # audio bytes gone downstream, every attempt
+        self._segment_bytes: dict[int, int] = {}
+        self._sent_at: dict[int, float] = {}
+        self._heard_at: dict[int, float] = {}
+        self._losses = 0  # consecutive losses without progress
+        self._refused_opening = False  # the last skip was a context's first segment
+        self.replayed_characters = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"TurnEngine({self.context_id!r}, {self._phase.value}, segments={len(self._segments)})"
+        )
+
+    # -- what the turn knows --------------------------------------------------------
+
+    @property
+    def phase(self) -> TurnPhase:
+        """Where the turn is."""
+        return self._phase
+
+    @property
+    def text(self) -> str:
+        """The turn's text so far (sent, or kept for a resume)."""
+        return "".join(self._segments)
+
+    @property
+    def segments(self) -> list[str]:
+        """The text of each segment so far (segment n at index n - 1)."""
+        return list(self._segments)
+
+    @property
+    def audio_bytes(self) -> int:
+        """Audio bytes gone downstream."""
+        return self._released
+
+    @property
+    def opened(self) -> int:
+        """Cartesia contexts opened for the turn."""
+        return self._opened
+
+    # -- inputs from the pipeline -----------------------------------------------------
+
+    def feed(self, text: str, now: float) -> list[Action]:
+        """The next piece of the turn's text (an LLM token, a sentence).
+
+        Args:
+            text: The text.
+            now: Monotonic seconds (for per-segment metrics).
+
+        Returns:
+            What to do.
+
+        Raises:
+            TurnStateError: The turn has ended, or its text has.
+        """
+        if self._phase in (TurnPhase.FAILED, TurnPhase.INTERRUPTED):
+            return []  # the rest of a failed or interrupted turn is dropped
+        self._require(_LIVE, "text")
+        if self.segmenter.finished:
+            raise TurnStateError(
+                "text after the end of the turn's text", context_id=self.context_id
+            )
+        return self._take(self.segmenter.feed(text, self._position()), now)
+
+    def end_input(self, now: float) -> list[Action]:
+        """The turn's text has ended: push what is left and close the context."""
+        if self._phase in _FINAL:
+            return []
+        actions = self._take(self.segmenter.finish(self._position()), now)
+        if self._phase is TurnPhase.SWITCHING:
+            self._move(TurnPhase.STREAMING)  # no sentence follows to switch at
+        return actions + self._close_if_complete() + self._maybe_end()
+
+    def switch_settings(self) -> None:
+        """A locked setting changed: the next sentence goes to a new context.
+
+        The sentence under way ends on the context it started on, so no locked
+        field changes within a context and no text is lost. Before anything is
+        sent, the next context simply opens with the new settings.
+        """
+        if self._phase is TurnPhase.STREAMING and self._current is not None:
+            self._move(TurnPhase.SWITCHING)
+
+    def interrupt(self) -> list[Action]:
+        """The user interrupted: cancel everything live; nothing more goes downstream."""
+        if self._phase in _FINAL:
+            return []
+        self._move(TurnPhase.INTERRUPTED)
+        return self._drop_attempts(0)
+
+    def fail(self, error: CartesiaError, *, fatal: bool = False) -> list[Action]:
+        """Give the turn up (a retry bound reached, the service unusable)."""
+        if self._phase in _FINAL:
+            return []
+        self._move(TurnPhase.FAILED)
+        return [*self._drop_attempts(0), Failed(error, fatal)]
+
+    # -- inputs from the connection -----------------------------------------------------
+
+    def event(self, context_id: str, event: ServerEvent, now: float) -> list[Action]:
+        """A server event for one of the turn's contexts.
+
+        Events of a context the turn has given up (cancelled, lost, replaced)
+        change nothing: the server may go on sending them.
+        """
+        attempt = self._attempt(context_id)
+        if attempt is None or self._phase in _FINAL:
+            return []
+        if isinstance(event, Chunk):
+            return self._chunk(attempt, event, now)
+        if isinstance(event, Timestamps):
+            self._timestamps(attempt, event)
+            return self._release(attempt)
+        if isinstance(event, FlushDone):
+            return self._segments_done(attempt, attempt.ledger.flush_done(event.flush_id), now)
+        if isinstance(event, Done):
+            actions = self._segments_done(attempt, attempt.ledger.done(), now)
+            self._attempts.remove(attempt)
+            if self._attempts:
+                actions += self._release(self._attempts[0])
+            return actions + self._maybe_end()
+        if isinstance(event, Error):
+            return self._lose(attempt, event.exception())
+        return []
+
+    def lost(self, error: CartesiaError) -> list[Action]:
+        """The connection carrying the turn's contexts went away."""
+        if self._phase in _FINAL or not self._attempts:
+            return []
+        return self._lose(self._attempts[0], error)
+
+    def refused(self, context_id: str, error: CartesiaError) -> list[Action]:
+        """Sending on one of the turn's contexts failed."""
+        attempt = self._attempt(context_id)
+        if attempt is None or self._phase in _FINAL:
+            return []
+        return self._lose(attempt, error)
+
+    def resume(self, now: float) -> list[Action]:
+        """Go on after a `Retry`: the unvoiced text goes out on a new context.
+
+        Raises:
+            TurnStateError: The turn is not waiting to resume.
+        """
+        self._require({TurnPhase.RESUMING}, "resume")
+        self._move(TurnPhase.STREAMING)
+        return self._catch_up(now) + self._close_if_complete() + self._maybe_end()
+
+    # -- text going out -----------------------------------------------------------------
+
+    @property
+    def _current(self) -> _Attempt | None:
+        """The attempt new text goes to, if one is open for input."""
+        last = self._attempts[-1] if self._attempts else None
+        if last is None or last.ledger.input_closed or self._phase is TurnPhase.RESUMING:
+            return None
+        return last
+
+    def _position(self) -> Position:
+        current = self._current
+        return Position(
+            opening=self._phase is not TurnPhase.RESUMING
+            and (current is None or not current.has_input),
+            first_segment=len(self._segments) == 1,
+            switch=self._phase is TurnPhase.SWITCHING,
+        )
+
+    def _take(self, cut: list[Push | Flush], now: float) -> list[Action]:
+        """Add the segmenter's output to the turn's text, then send what may go."""
+        for action in cut:
+            if isinstance(action, Push):
+                self._segments[-1] += action.text
+            else:
+                self._segments.append("")
+        if self._phase is TurnPhase.IDLE and cut:
+            self._move(TurnPhase.STREAMING)
+        return self._catch_up(now)
+
+    def _end(self) -> TextPos:
+        return (len(self._segments), len(self._segments[-1]))
+
+    def _catch_up(self, now: float) -> list[Action]:
+        """Send the turn's text the current attempt has not had yet."""
+        if self._phase not in (TurnPhase.STREAMING, TurnPhase.SWITCHING):
+            return []
+        actions: list[Action] = []
+        attempt = self._current
+        if attempt is None:
+            attempt = self._open()
+            if attempt is None:
+                return actions
+            if self._opened == 1:
+                actions.append(StartAudio())
+            actions.append(Open(attempt.context_id))
+        last = len(self._segments)
+        while True:
+            segment, offset = attempt.sent_to
+            if attempt.careful >= segment > attempt.first_segment and not self._acked(
+                attempt, segment - 1
+            ):
+                break  # after a 400, a segment waits for the one before it to be heard
+            piece = self._segments[segment - 1][offset:]
+            if piece:
+                self._sent_at.setdefault(segment, now)
+                attempt.ledger.pushed(piece)
+                actions.append(Send(attempt.context_id, piece))
+                attempt.sent_to = (segment, offset + len(piece))
+                self._sent_high = max(self._sent_high, attempt.sent_to)
+            if segment == last:
+                break
+            attempt.ledger.flushed()
+            actions.append(SendFlush(attempt.context_id))
+            attempt.sent_to = (segment + 1, 0)
+            if self._phase is TurnPhase.SWITCHING:
+                # The sentence ended: the next one opens a context with the new settings.
+                attempt.ledger.closed()
+                actions.append(Close(attempt.context_id))
+                self._next = (attempt.sent_to, 0, 0)
+                self._move(TurnPhase.STREAMING)
+                return actions + self._catch_up(now)
+        return actions
+
+    def _open(self) -> _Attempt | None:
+        """A new attempt from where the next one starts, if anything speakable is there."""
+        (segment, offset), skip, careful = self._next
+        last = len(self._segments)
+        while True:
+            piece = self._segments[segment - 1][offset:]
+            stripped = piece.lstrip()
+            if is_speakable(stripped):
+                offset += len(piece) - len(stripped)
+                break
+            if segment == last:
+                return None  # wait for more text: a context cannot open on this
+            # Nothing to say in the rest of this segment: it is voiced as far as it goes.
+            segment, offset, skip = segment + 1, 0, 0
+        self._next = ((segment, offset), skip, careful)
+        self._opened += 1
+        context_id = self.context_id if self._opened == 1 else f"{self.context_id}-{self._opened}"
+        self.replayed_characters += self._characters((segment, offset), self._sent_high)
+        attempt = _Attempt(context_id, segment, offset, (segment, offset), careful, skip)
+        self._attempts.append(attempt)
+        return attempt
+
+    def _characters(self, start: TextPos, end: TextPos) -> int:
+        """Characters of the turn's text from ``start`` up to ``end``."""
+        if end <= start:
+            return 0
+        (s, so), (e, eo) = start, end
+        if s == e:
+            return eo - so
+        return len(self._segments[s - 1]) - so + sum(map(len, self._segments[s : e - 1])) + eo
+
+    def _close_if_complete(self) -> list[Action]:
+        attempt = self._current
+        if (
+            attempt is None
+            or not self.segmenter.finished
+            or not attempt.has_input
+            or attempt.sent_to != self._end()
+        ):
+            return []
+        attempt.ledger.closed()
+        return [Close(attempt.context_id)]
+
+    def _acked(self, attempt: _Attempt, segment: int) -> bool:
+        local = segment - attempt.first_segment + 1
+        return local in attempt.heard
+
+    # -- audio coming back ----------------------------------------------------------------
+
+    def _chunk(self, attempt: _Attempt, chunk: Chunk, now: float) -> list[Action]:
+        local, done = attempt.ledger.chunk(chunk.flush_id)
+        actions = self._segments_done(attempt, done, now)
+        data = chunk.audio
+        if attempt.skip:
+            # Replayed audio that was played before the connection dropped.
+            dropped = min(attempt.skip, len(data))
+            attempt.skip -= dropped
+            attempt.released += dropped
+            attempt.played[local] = attempt.played.get(local, 0) + dropped
+            data = data[dropped:]
+        if local not in attempt.heard:
+            attempt.heard.add(local)
+            self._heard_at.setdefault(attempt.turn_segment(local), now)
+            if attempt.careful:
+                actions += self._catch_up(now) + self._close_if_complete()
+        if data:
+            if attempt.held and attempt.held[-1].local == local:
+                attempt.held[-1].data += data
+            else:
+                attempt.held.append(_Held(local, bytearray(data)))
+        return actions + self._release(attempt)
+
+    def _timestamps(self, attempt: _Attempt, event: Timestamps) -> None:
+        attempt.timed = True
+        for word, start, end in zip(event.words, event.start, event.end, strict=True):
+            position = self._place(attempt, word)
+            end_bytes = int(end * self._bytes_per_second) // self._width * self._width
+            attempt.timed_to = max(attempt.timed_to, end_bytes)
+            attempt.words.append((strip_tags(word), float(start), end_bytes, position))
+
+    def _place(self, attempt: _Attempt, word: str) -> TextPos:
+        """Where a timed word ends in the turn's text.
+
+        The server times the words as sent, so each is found verbatim, in order.
+        """
+        local, offset = attempt.cursor
+        while local <= attempt.ledger.open_segment:
+            found = attempt.ledger.text(local).find(word, offset)
+            if found >= 0:
+                attempt.cursor = (local, found + len(word))
+                return attempt.position(local, found + len(word))
+            local, offset = local + 1, 0
+        attempt.placeable = False  # normalized words: a replay falls back to segments
+        return attempt.start
+
+    def _segments_done(
+        self, attempt: _Attempt, segments: list[Segment], now: float
+    ) -> list[Action]:
+        if not segments:
+            return []
+        for segment in segments:
+            if segment.number in attempt.heard and not attempt.timed:
+                self.expect_timestamps = False  # a server without timestamps: hold nothing
+            attempt.heard.add(segment.number)
+        attempt.done_through = max(attempt.done_through, segments[-1].number)
+        for held in attempt.held:
+            held.complete = held.local <= attempt.done_through
+        actions = self._release(attempt)
+        if attempt.careful:
+            actions += self._catch_up(now) + self._close_if_complete()
+        return actions
+
+    def _release(self, attempt: _Attempt) -> list[Action]:
+        """Send downstream what the playing attempt may: whole segments, or up to a word end."""
+        if self._phase in _FINAL or not self._attempts or attempt is not self._attempts[0]:
+            return []
+        actions: list[Action] = []
+        while attempt.held:
+            held = attempt.held[0]
+            limit = len(held.data)
+            if self.expect_timestamps and not held.complete:
+                limit = max(0, min(limit, attempt.timed_to - attempt.released))
+            if limit:
+                actions.append(self._emit(attempt, held.local, bytes(held.data[:limit])))
+                del held.data[:limit]
+            if held.data or not held.complete:
+                break
+            attempt.held.popleft()
+        words = []
+        while attempt.words and attempt.words[0][2] <= attempt.released:
+            word, start, _, position = attempt.words.popleft()
+            attempt.voiced = max(attempt.voiced or position, position)
+            if word:
+                words.append((word, (attempt.base or 0.0) + start))
+        if words:
+            actions.append(Words(tuple(words)))
+        # Segments whose audio has all gone downstream are done.
+        through = attempt.done_through
+        if attempt.held:
+            through = min(through, attempt.held[0].local - 1)
+        if through:
+            attempt.voiced = max(
+                attempt.voiced or attempt.start, (attempt.turn_segment(through) + 1, 0)
+            )
+            actions += self._report_through(attempt.turn_segment(through))
+        return actions
+
+    def _emit(self, attempt: _Attempt, local: int, data: bytes) -> Audio:
+        if attempt.base is None:
+            attempt.base = (self._released - attempt.released) / self._bytes_per_second
+        segment = attempt.turn_segment(local)
+        audio = Audio(data, segment, first=self._released == 0)
+        attempt.released += len(data)
+        attempt.played[local] = attempt.played.get(local, 0) + len(data)
+        self._released += len(data)
+        self._segment_bytes[segment] = self._segment_bytes.get(segment, 0) + len(data)
+        self._losses = 0
+        self._refused_opening = False
+        return audio
+
+    def _report_through(self, number: int) -> list[Action]:
+        actions: list[Action] = []
+        while self._reported < min(number, len(self._segments)):
+            self._reported += 1
+            n = self._reported
+            text = self._segments[n - 1]
+            if text and n not in self._skipped:
+                sent, heard = self._sent_at.get(n), self._heard_at.get(n)
+                ttfb = heard - sent if sent is not None and heard is not None else None
+                actions.append(SegmentDone(n, text, ttfb, self._segment_bytes.get(n, 0)))
+        return actions
+
+    # -- losing an attempt ------------------------------------------------------------------
+
+    def _lose(self, attempt: _Attempt, error: CartesiaError) -> list[Action]:
+        kind = classify(error)
+        if kind in (FaultKind.FAIL, FaultKind.FATAL):
+            return self.fail(error, fatal=kind is FaultKind.FATAL)
+        index = self._attempts.index(attempt)
+        start, skip = attempt.start, 0
+        if index == 0:
+            # Replay from the first word whose audio did not go downstream, or,
+            # untimed, from the first unfinished segment, dropping what was played.
+            start = attempt.voiced or attempt.start
+            if not (self.expect_timestamps and attempt.placeable):
+                local = attempt.done_through + 1
+                start, skip = attempt.position(local), attempt.played.get(local, 0)
+        actions: list[Action] = []
+        careful = 0
+        if kind is FaultKind.SKIP:
+            culprit = self._unacked(attempt) if attempt.careful else None
+            if culprit is None:
+                careful = len(self._segments)  # find it: one segment at a time
+            elif culprit == attempt.first_segment and not attempt.heard and self._refused_opening:
+                # Two contexts in a row refused at their first input: it is the
+                # settings (voice, format) that are refused, not one input.
+                return self.fail(error)
+            else:
+                # The refused input is in the one segment not heard yet: skip it.
+                self._refused_opening = culprit == attempt.first_segment and not attempt.heard
+                text_from = start[1] if start[0] == culprit else 0
+                actions.append(Skipped(culprit, self._segments[culprit - 1][text_from:], error))
+                if text_from == 0:
+                    self._skipped.add(culprit)
+                if culprit == len(self._segments):
+                    self._segments.append("")  # what follows is a new segment
+                start, skip, careful = (culprit + 1, 0), 0, attempt.careful
+                self._losses = 0
+        actions += self._drop_attempts(index)
+        self._next = (start, skip, careful)
+        self._losses += 1
+        self._move(TurnPhase.RESUMING)
+        actions.append(Retry(error, kind, self._losses))
+        return actions
+
+    def _unacked(self, attempt: _Attempt) -> int | None:
+        """The turn segment sent on ``attempt`` and not heard yet, if there is one."""
+        segment, offset = attempt.sent_to
+        if offset == 0 and segment > attempt.first_segment:
+            segment -= 1
+        if segment < attempt.first_segment or self._acked(attempt, segment):
+            return None
+        return segment
+
+    def _drop_attempts(self, index: int) -> list[Action]:
+        """Give up the attempts from ``index`` on: cancel them, forget their audio."""
+        dropped, self._attempts = self._attempts[index:], self._attempts[:index]
+        return [Cancel(a.context_id) for a in dropped]
+
+    def _maybe_end(self) -> list[Action]:
+        """End the turn once its text has ended and every attempt is done."""
+        if (
+            self._phase not in (TurnPhase.IDLE, TurnPhase.STREAMING)
+            or not self.segmenter.finished
+            or self._attempts
+        ):
+            return []
+        self._move(TurnPhase.ENDED)
+        if self._opened == 0:
+            return [Ended(silent=True)]
+        return [*self._report_through(len(self._segments)), Ended()]
+
+    # -- the phase ------------------------------------------------------------------------
+
+    def _attempt(self, context_id: str) -> _Attempt | None:
+        return next((a for a in self._attempts if a.context_id == context_id), None)
+
+    def _require(self, phases: frozenset[TurnPhase] | set[TurnPhase], what: str) -> None:
+        if self._phase not in phases:
+            raise TurnStateError(
+                f"{what} is not allowed in phase {self._phase.value}", context_id=self.context_id
+            )
+
+    def _move(self, phase: TurnPhase) -> None:
+        if phase not in _TRANSITIONS[self._phase]:
+            raise TurnStateError(
+                f"a turn cannot go from {self._phase.value} to {phase.value}",
+                context_id=self.context_id,
+            )
+        self._phase = phase
 
 
 def strip_tags(word: str) -> str:

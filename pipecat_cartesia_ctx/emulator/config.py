@@ -81,12 +81,15 @@ class Behavior:
             going up without a manual flush (seen on the real server).
         flush_done_at_close: Send a ``flush_done`` for the last segment before
             ``done`` when the context is closed (unknown for the real server).
+        timestamps: Send word (and phoneme) timestamps when asked; off, the
+            emulator is a server or model that has none.
     """
 
     cancel: CancelBehavior = CancelBehavior.FINISH_SEGMENT
     done_after_cancel: bool = True
     implicit_flush: bool = True
     flush_done_at_close: bool = False
+    timestamps: bool = True
 
 
 @dataclass
@@ -124,6 +127,9 @@ class Faults:
         stall_after_chunks: After this many chunks, send nothing on the
             connection for ``stall_ms``.
         stall_ms: Length of the stall.
+        refuse_transcripts_containing: Refuse every input whose transcript
+            contains this text with a 400 error event (which ends its context,
+            as every error does); unlike the others, this fault stays armed.
     """
 
     drop_after_chunks: int | None = None
@@ -134,6 +140,7 @@ class Faults:
     malformed_after_chunks: int | None = None
     stall_after_chunks: int | None = None
     stall_ms: float = 500.0
+    refuse_transcripts_containing: str | None = None
 
     def take(self, name: str, chunks: int) -> bool:
         """Fire fault ``name`` if it is armed for ``chunks`` chunks, disarming it.

@@ -352,6 +352,7 @@ class EmulatedContext:
         for asked, cursor, event in wanted:
             if not self._may_send(segment):
                 return
+            asked = asked and self._host.behavior.timestamps
             if asked and (spans := cursor.take(until)):
                 texts, starts, ends = zip(*((s.text, s.start, s.end) for s in spans), strict=True)
                 await self._host.send(

@@ -173,6 +173,11 @@ class Session:
             if isinstance(message, CancelRequest):
                 self._cancel(message.context_id, context, record)
                 return
+            refused = self._emu.faults.refuse_transcripts_containing
+            if refused and refused in message.transcript:
+                raise InvalidRequestError(
+                    "transcript refused (emulator fault)", title="Invalid transcript"
+                )
             if context is None:
                 context = self._open(message, record)
             else:
