@@ -368,7 +368,14 @@ class CartesiaContextTTSService(WebsocketTTSService):
         """
         context_id = context_id or self.get_active_audio_context_id()
         turn = self._turns.get(context_id) if context_id else None
-        if turn is not None and not turn.engine.segmenter.finished:
+        if turn is None:
+            return
+        if turn.engine.phase is TurnPhase.FAILED:
+            # Its audio was stopped at the failure; the audio context goes with its input.
+            self._turns.pop(turn.context_id, None)
+            if self.audio_context_available(turn.context_id):
+                await self.remove_audio_context(turn.context_id)
+        elif not turn.engine.segmenter.finished:
             await self._do(turn, turn.engine.end_input(time.monotonic()))
 
     async def on_turn_context_completed(self):
