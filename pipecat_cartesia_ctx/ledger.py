@@ -75,6 +75,11 @@ class SegmentLedger:
         return self._implicit
 
     @property
+    def reported(self) -> int:
+        """Segments known complete, in order (those without text included)."""
+        return self._reported
+
+    @property
     def input_closed(self) -> bool:
         """Whether the context's input has ended (``continue: false`` sent)."""
         return self._closed

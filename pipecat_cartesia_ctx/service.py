@@ -645,7 +645,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
 
     async def _resume(self, turn: _Turn, retry: Retry):
         engine = turn.engine
-        if retry.attempt > self._retry.max_attempts:
+        if retry.attempt >= self._retry.max_attempts:
             await self._do(turn, engine.fail(retry.error))
             return
         try:
@@ -763,6 +763,9 @@ class CartesiaContextTTSService(WebsocketTTSService):
         if action.silent:
             self._drop_unvoiced(turn.context_id)
         elif self.audio_context_available(turn.context_id):
+            if turn.engine.skipped and turn.engine.expect_timestamps:
+                # Every word played was timed; what pipecat would complete is the skipped text.
+                self._unvoiced_dropped.add(turn.context_id)
             await self.append_to_audio_context(
                 turn.context_id, TTSStoppedFrame(context_id=turn.context_id)
             )

@@ -428,6 +428,11 @@ class TurnEngine:
         return self._released
 
     @property
+    def skipped(self) -> bool:
+        """Whether a segment of the turn was refused and not spoken."""
+        return bool(self._skipped)
+
+    @property
     def opened(self) -> int:
         """Cartesia contexts opened for the turn."""
         return self._opened
@@ -593,7 +598,7 @@ class TurnEngine:
                 attempt, segment - 1
             ):
                 break  # after a 400, a segment waits for the one before it to be heard
-            piece = self._segments[segment - 1][offset:]
+            piece = "" if segment in self._skipped else self._segments[segment - 1][offset:]
             if piece:
                 self._sent_at.setdefault(segment, now)
                 attempt.ledger.pushed(piece)
@@ -619,7 +624,7 @@ class TurnEngine:
         (segment, offset), skip, careful = self._next
         last = len(self._segments)
         while True:
-            piece = self._segments[segment - 1][offset:]
+            piece = "" if segment in self._skipped else self._segments[segment - 1][offset:]
             stripped = piece.lstrip()
             if is_speakable(stripped):
                 offset += len(piece) - len(stripped)
@@ -655,11 +660,13 @@ class TurnEngine:
         ):
             return []
         attempt.ledger.closed()
+        self._next = (attempt.sent_to, 0, 0)
         return [Close(attempt.context_id)]
 
     def _acked(self, attempt: _Attempt, segment: int) -> bool:
         local = segment - attempt.first_segment + 1
-        return local in attempt.heard
+        # Heard, or reported done (a skipped segment's empty flush has no audio).
+        return local in attempt.heard or local <= attempt.ledger.reported
 
     # -- audio coming back ----------------------------------------------------------------
 
@@ -712,16 +719,15 @@ class TurnEngine:
     def _segments_done(
         self, attempt: _Attempt, segments: list[Segment], now: float
     ) -> list[Action]:
-        if not segments:
-            return []
         for segment in segments:
             if segment.number in attempt.heard and not attempt.timed:
                 self.expect_timestamps = False  # a server without timestamps: hold nothing
             attempt.heard.add(segment.number)
-        attempt.done_through = max(attempt.done_through, segments[-1].number)
+        if segments:
+            attempt.done_through = max(attempt.done_through, segments[-1].number)
         for held in attempt.held:
             held.complete = held.local <= attempt.done_through
-        actions = self._release(attempt)
+        actions = self._release(attempt) if segments else []
         if attempt.careful:
             actions += self._catch_up(now) + self._close_if_complete()
         return actions
@@ -814,13 +820,15 @@ class TurnEngine:
             else:
                 # The refused input is in the one segment not heard yet: skip it.
                 self._refused_opening = culprit == attempt.first_segment and not attempt.heard
+                # The replay goes on from the last word played, without it.
                 text_from = start[1] if start[0] == culprit else 0
                 actions.append(Skipped(culprit, self._segments[culprit - 1][text_from:], error))
-                if text_from == 0:
-                    self._skipped.add(culprit)
+                self._skipped.add(culprit)
                 if culprit == len(self._segments):
                     self._segments.append("")  # what follows is a new segment
-                start, skip, careful = (culprit + 1, 0), 0, attempt.careful
+                if start[0] >= culprit:
+                    start, skip = (culprit + 1, 0), 0
+                careful = attempt.careful
                 self._losses = 0
         actions += self._drop_attempts(index)
         self._next = (start, skip, careful)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipecat_cartesia_ctx.segmenter import Flush, FlushOn, Push, Segmenter
+from pipecat_cartesia_ctx.segmenter import Flush, FlushOn, Position, Push, Segmenter
 
 WORDS = ["hello", "world", "Mr.", "3.14", "U.S.", "e.g.", "J.", "well-known", "I", "it's", "42"]
 PUNCT = [".", "!", "?", ",", ";", ":", "...", "\u2026", '."', "?)"]
@@ -30,12 +31,31 @@ pieces = st.lists(
 ).map("".join)
 
 
+class Driver:
+    """A segmenter driven the way the turn engine drives it: the position follows each action."""
+
+    def __init__(self, at: Position | None = None, **kwargs):
+        self.segmenter = Segmenter(**kwargs)
+        self.at = at or Position()
+
+    def feed(self, text: str) -> list:
+        return self._advance(self.segmenter.feed(text, self.at))
+
+    def finish(self) -> list:
+        return self._advance(self.segmenter.finish(self.at))
+
+    def _advance(self, actions: list) -> list:
+        for action in actions:
+            self.at = self.at.after(action)
+        return actions
+
+
 def run(tokens, **kwargs):
-    segmenter = Segmenter(**kwargs)
+    driver = Driver(**kwargs)
     actions = []
     for token in tokens:
-        actions += segmenter.feed(token)
-    actions += segmenter.finish()
+        actions += driver.feed(token)
+    actions += driver.finish()
     return actions
 
 
@@ -170,21 +190,21 @@ def test_three_sentences_streamed_in_small_tokens():
 
 
 def test_the_last_word_waits_for_its_end_and_words_are_never_split():
-    segmenter = Segmenter(first_push_words=1)
+    segmenter = Driver(first_push_words=1)
     assert segmenter.feed("Hel") == []
     assert segmenter.feed("lo wor") == [Push("Hello ")]
     assert segmenter.feed("ld") == []
-    assert segmenter.pending == "world"
+    assert segmenter.segmenter.pending == "world"
     assert segmenter.finish() == [Push("world")]
 
 
 def test_the_first_push_waits_for_three_words_or_a_clause():
-    segmenter = Segmenter()
+    segmenter = Driver()
     assert segmenter.feed("One two ") == []
     assert segmenter.feed("three four") == [Push("One two three ")]
-    clause = Segmenter()
+    clause = Driver()
     assert clause.feed("Hi, there") == [Push("Hi, ")]
-    configured = Segmenter(first_push_words=5)
+    configured = Driver(first_push_words=5)
     assert configured.feed("a b c d ") == []
 
 
@@ -253,14 +273,14 @@ def test_tags_are_never_cut_even_streamed_character_by_character(tag):
 
 
 def test_an_open_tag_holds_text_until_it_closes():
-    segmenter = Segmenter(first_push_words=1)
+    segmenter = Driver(first_push_words=1)
     assert segmenter.feed("Spell <spell>A B") == [Push("Spell ")]
     assert segmenter.feed(" C</spell> done ") == [Push("<spell>A B C</spell> done ")]
 
 
 def test_a_lone_angle_bracket_is_text_and_a_runaway_tag_is_released():
     assert segments(["if a < b then it works. Good."]) == ["if a < b then it works. ", "Good."]
-    segmenter = Segmenter(first_push_words=1)
+    segmenter = Driver(first_push_words=1)
     runaway = "<b " + "word " * 80
     actions = segmenter.feed("Start " + runaway)
     assert pushed(actions).startswith("Start <b word")
@@ -269,22 +289,6 @@ def test_a_lone_angle_bracket_is_text_and_a_runaway_tag_is_released():
 def test_punctuation_only_turns_open_nothing():
     assert run(["...", " ", "!"]) == []
     assert run(["  \n "]) == []
-
-
-def test_take_pending_moves_unpushed_text_elsewhere():
-    segmenter = Segmenter(first_push_words=1)
-    segmenter.feed("First sentence. Sec")
-    assert segmenter.take_pending() == "Sec"
-    assert segmenter.finish() == []
-    follower = Segmenter(first_push_words=1)
-    assert follower.feed("Sec" + "ond one. ") == [Push("Second one. "), Flush()]
-
-
-def test_segment_text_tracks_the_open_segment():
-    segmenter = Segmenter()
-    segmenter.feed("One two three. Four five six ")
-    assert segmenter.segment_text == "Four five six "
-    assert segmenter.pushed_any
 
 
 @given(pieces, chunkings, modes)
@@ -299,15 +303,59 @@ def test_whole_segments_push_each_segment_in_one_piece(text, cuts, mode):
 
 
 def test_a_requested_flush_comes_at_the_next_sentence_even_in_turn_mode():
-    segmenter = Segmenter(flush_on="turn")
+    segmenter = Driver(flush_on="turn")
     assert segmenter.feed("One two three, four ") == [Push("One two three, four ")]
-    segmenter.flush_at_next_sentence()
+    segmenter.at = replace(segmenter.at, switch=True)
     assert segmenter.feed("five. Six seven. ") == [Push("five. "), Flush(), Push("Six seven. ")]
+    assert segmenter.at == Position(opening=False, first_segment=False, switch=False), (
+        "the flush used the switch up"
+    )
 
 
 def test_a_new_context_waits_for_three_words_again():
-    segmenter = Segmenter()
+    segmenter = Driver()
     assert segmenter.feed("One two three. ") == [Push("One two three. "), Flush()]
-    segmenter.new_context()
+    segmenter.at = Position(opening=True, first_segment=False)  # the engine opens a new context
     assert segmenter.feed("Four five ") == []
     assert segmenter.feed("six ") == [Push("Four five six ")]
+
+
+def test_an_opening_position_strips_the_whitespace_a_context_would_start_with():
+    segmenter = Driver(first_push_words=1)
+    assert segmenter.feed("One. ") == [Push("One. "), Flush()]
+    segmenter.at = Position(opening=True, first_segment=False)
+    assert segmenter.feed("  \n Two ") == [Push("Two ")]
+    continuing = Driver(Position(opening=False, first_segment=False), first_push_words=1)
+    assert continuing.feed("  Two ") == [Push("  Two ")], "a continuation keeps its spaces"
+
+
+def test_the_first_clause_flush_follows_the_position_not_a_count():
+    first = Driver(flush_first_clause=True)
+    assert first.feed("Well, then we go. ") == [
+        Push("Well, "),
+        Flush(),
+        Push("then we go. "),
+        Flush(),
+    ]
+    later = Driver(Position(opening=False, first_segment=False), flush_first_clause=True)
+    assert later.feed("Well, then we go. ") == [Push("Well, then we go. "), Flush()]
+
+
+def test_position_after_each_action():
+    at = Position(opening=True, first_segment=True, switch=True)
+    assert at.after(Push("a ")) == Position(opening=False, first_segment=True, switch=True)
+    assert at.after(Flush()) == Position(opening=True, first_segment=False, switch=False)
+
+
+def test_text_after_the_end_is_refused_and_the_end_is_said_once():
+    segmenter = Segmenter()
+    assert not segmenter.finished
+    assert segmenter.finish(Position()) == []
+    assert segmenter.finished
+    with pytest.raises(ValueError, match="finish"):
+        segmenter.feed("more", Position())
+    assert segmenter.finish(Position()) == []
+    spoken = Segmenter()
+    spoken.feed("Hello there", Position())
+    assert spoken.finish(Position()) == [Push("Hello there")]
+    assert spoken.finish(Position(opening=False)) == [], "a second finish sends nothing more"
