@@ -1,10 +1,790 @@
-"""The service's per-turn bookkeeping, without pipecat or sockets."""
+"""The turn engine against a fake server: every word voiced once, whatever fails and when.
+
+`turn_sim.FakeCartesia` carries out the engine's actions and answers with
+deterministic audio (each word its own byte value, a silence after each
+segment), so what went downstream can be read back word by word.
+"""
 
 from __future__ import annotations
 
-import pytest
+import itertools
+import random
 
-from pipecat_cartesia_ctx.turn import strip_tags
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from turn_sim import (
+    BYTES_PER_SECOND,
+    SILENCE,
+    FakeCartesia,
+    make_engine,
+    play,
+    segment_audio,
+    silences,
+    voice_of,
+    voiced_runs,
+    word_audio,
+    word_offsets,
+    word_runs,
+)
+
+from pipecat_cartesia_ctx.protocol import (
+    AuthenticationError,
+    CartesiaAPIError,
+    CartesiaConnectionError,
+    ConcurrencyLimitError,
+    ContextClosedError,
+    EmptyTranscriptError,
+    Error,
+    InvalidRequestError,
+    QuotaExceededError,
+    RateLimitError,
+    ServerError,
+    api_error,
+)
+from pipecat_cartesia_ctx.turn import (
+    Audio,
+    Cancel,
+    Close,
+    Ended,
+    Failed,
+    FaultKind,
+    Open,
+    Retry,
+    SegmentDone,
+    Send,
+    SendFlush,
+    Skipped,
+    StartAudio,
+    TurnEngine,
+    TurnPhase,
+    TurnStateError,
+    classify,
+    strip_tags,
+)
+
+# -- text ----------------------------------------------------------------------------
+
+VOCAB = [
+    *("the", "a", "we", "you", "it", "is", "are", "was", "can", "will", "not", "and", "but"),
+    *("today", "weather", "train", "station", "ticket", "price", "morning", "friend"),
+    *("leaves", "arrives", "costs", "looks", "sunny", "late", "early", "here", "there"),
+    *("Mr.", "Dr.", "3.14", "e.g.", "U.S.", "well-known", "it's", "42", "o'clock"),
+]
+ENDINGS = [".", ".", ".", "?", "!", "...", '."', "?)"]
+
+
+GAPS = [" ", " ", " ", "  ", "\n", "\n\n"]
+ONE_CHARACTER_GAPS = [" ", " ", " ", "\n"]
+
+
+@st.composite
+def turns(draw, max_sentences: int = 5, gaps: list[str] = GAPS) -> str:
+    """A realistic answer: sentences of known words, commas, abbreviations, numbers.
+
+    No token follows an identical one, so each word of the audio is one run of bytes.
+    """
+    tokens: list[str] = []
+    for _ in range(draw(st.integers(1, max_sentences))):
+        words = draw(st.lists(st.sampled_from(VOCAB), min_size=1, max_size=8))
+        words[0] = words[0].capitalize()
+        comma = draw(st.integers(0, 2 * len(words)))
+        if comma < len(words) - 1:
+            words[comma] += ","
+        words[-1] += draw(st.sampled_from(ENDINGS))
+        tokens += words
+    tokens = [t for i, t in enumerate(tokens) if i == 0 or t != tokens[i - 1]]
+    after = draw(st.lists(st.sampled_from(gaps), min_size=len(tokens), max_size=len(tokens)))
+    ending = draw(st.sampled_from(["", "", " ", "\n"]))
+    return "".join(t + g for t, g in zip(tokens, after, strict=True)).rstrip() + ending
+
+
+def tokenize(text: str, cuts: list[int]) -> list[str]:
+    edges = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+    return [text[a:b] for a, b in itertools.pairwise(edges)]
+
+
+cuts = st.lists(st.integers(0, 300), max_size=40)
+pauses = st.lists(st.integers(0, 5), max_size=60)
+drop_points = st.lists(st.integers(0, 80), max_size=3)
+switch_points = st.lists(st.integers(0, 60), max_size=3)
+context_errors = st.lists(
+    st.tuples(st.integers(0, 80), st.integers(0, 3), st.integers(0, 6)), max_size=2
+)
+
+# Known engine bugs the properties step around; each has a strict xfail below.
+# Widen these once it is fixed:
+# - whitespace of two characters or more between sentences can be lost at a
+#   switch (test_a_switch_keeps_the_whitespace_between_sentences), so texts
+#   with switches have one-character gaps;
+turns_and_switches = st.one_of(
+    st.tuples(turns(), st.just([])),
+    st.tuples(turns(gaps=ONE_CHARACTER_GAPS), switch_points),
+)
+# - a later context's done before the earlier one has played loses its audio
+#   (test_a_later_context_that_finishes_first_still_plays_after_the_earlier_one),
+#   so the server holds a context's done until the earlier ones ended;
+IN_ORDER = {"done_in_order": True}
+# - without timestamps, a replay lost before it caught up plays bytes twice
+#   (test_without_timestamps_two_drops_in_a_row_play_nothing_twice), so
+#   untimed turns lose one attempt at most.
+one_drop = st.lists(st.integers(0, 80), max_size=1)
+
+chunk_sizes = st.sampled_from([3, 4, 6, 7, 16, 64])
+flush_modes = st.sampled_from(["sentence", "sentence", "clause", "turn"])
+picks = st.sampled_from(["oldest", "newest", "random"])
+
+
+def server(
+    text: str, *, pick: str = "oldest", seed: int = 0, engine: TurnEngine | None = None, **kwargs
+) -> FakeCartesia:
+    order = {"oldest": None, "newest": "newest", "random": random.Random(seed)}[pick]
+    return FakeCartesia(engine or make_engine(), voice_of(text), pick=order, **kwargs)
+
+
+def segment_ends(done: list[SegmentDone]) -> list[int]:
+    """Words spoken up to the end of each segment."""
+    return list(itertools.accumulate(len(d.text.split()) for d in done))
+
+
+# -- every word once, whatever drops ---------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    turn=turns_and_switches,
+    cuts=cuts,
+    pauses=pauses,
+    drops=drop_points,
+    errors=context_errors,
+    chunk_size=chunk_sizes,
+    flush_on=flush_modes,
+    pick=picks,
+    seed=st.integers(0, 2**16),
+)
+def test_with_timestamps_every_word_goes_downstream_once_and_whole(
+    turn, cuts, pauses, drops, errors, chunk_size, flush_on, pick, seed
+):
+    text, switches = turn
+    sim = server(
+        text,
+        pick=pick,
+        seed=seed,
+        chunk_size=chunk_size,
+        engine=make_engine(flush_on=flush_on),
+        **IN_ORDER,
+    )
+    play(sim, tokenize(text, cuts), pauses=pauses, drops=drops, switches=switches, errors=errors)
+
+    assert sim.violations == []
+    words = text.split()
+    assert [w for w, _ in sim.words] == words, "each word once, in order"
+    # The audio is each word's audio once, whole, in order; silence only after a
+    # segment's last word (a segment's silence may be lost with its connection).
+    assert voiced_runs(sim.audio) == word_runs(words, sim.voice)
+    done = sim.segments_done
+    assert {length for _, length in silences(sim.audio)} <= {SILENCE}
+    assert {after for after, _ in silences(sim.audio)} <= set(segment_ends(done))
+    # A word's time is where its audio starts downstream.
+    assert [start for _, start in sim.words] == pytest.approx(
+        [offset / BYTES_PER_SECOND for offset in word_offsets(sim.audio)], abs=1e-9
+    )
+    assert [d.flush_id for d in done] == list(range(1, len(done) + 1))
+    assert "".join(d.text for d in done) == text
+    for d in done:
+        assert voiced_runs(sim.audio_of(d.flush_id)) == word_runs(d.text.split(), sim.voice)
+        assert d.audio_bytes == len(sim.audio_of(d.flush_id))
+    audio = sim.of(Audio)
+    assert [a.flush_id for a in audio] == sorted(a.flush_id for a in audio)
+    assert [a.first for a in audio] == [True] + [False] * (len(audio) - 1)
+    assert sim.of(StartAudio) == [StartAudio()]
+    assert sim.of(Ended) == [Ended(silent=False)]
+    assert sim.actions[-1] == Ended(silent=False)
+    assert sim.engine.phase is TurnPhase.ENDED
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    turn=turns_and_switches,
+    cuts=cuts,
+    pauses=pauses,
+    chunk_size=chunk_sizes,
+    pick=picks,
+    seed=st.integers(0, 2**16),
+)
+def test_without_faults_the_audio_is_every_segment_whole_silences_included(
+    turn, cuts, pauses, chunk_size, pick, seed
+):
+    text, switches = turn
+    sim = server(text, pick=pick, seed=seed, chunk_size=chunk_size, **IN_ORDER)
+    play(sim, tokenize(text, cuts), pauses=pauses, switches=switches)
+    done = sim.segments_done
+    assert "".join(d.text for d in done) == text
+    assert sim.audio == b"".join(segment_audio(d.text, sim.voice) for d in done)
+    assert sim.of(Retry) == []
+    assert sim.actions[-1] == Ended(silent=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    turn=turns_and_switches,
+    cuts=cuts,
+    pauses=pauses,
+    drops=one_drop,
+    chunk_size=chunk_sizes,
+    expect_timestamps=st.booleans(),
+    pick=picks,
+    seed=st.integers(0, 2**16),
+)
+def test_without_timestamps_the_replayed_audio_lines_up_and_plays_once(
+    turn, cuts, pauses, drops, chunk_size, expect_timestamps, pick, seed
+):
+    text, switches = turn
+    sim = server(
+        text,
+        pick=pick,
+        seed=seed,
+        chunk_size=chunk_size,
+        timestamps=False,
+        engine=make_engine(expect_timestamps=expect_timestamps),
+        **IN_ORDER,
+    )
+    play(sim, tokenize(text, cuts), pauses=pauses, drops=drops, switches=switches)
+
+    assert sim.violations == []
+    done = sim.segments_done
+    assert [d.flush_id for d in done] == list(range(1, len(done) + 1))
+    assert "".join(d.text for d in done) == text
+    assert sim.audio == b"".join(segment_audio(d.text, sim.voice) for d in done)
+    for d in done:
+        assert sim.audio_of(d.flush_id) == segment_audio(d.text, sim.voice)
+        assert d.audio_bytes == len(segment_audio(d.text, sim.voice))
+    assert sim.words == []
+    assert sim.actions[-1] == Ended(silent=False)
+    assert sim.engine.phase is TurnPhase.ENDED
+
+
+def test_a_drop_mid_sentence_replays_from_the_first_word_not_played():
+    text = "Hello there my friend. How are you today? I am fine!"
+    sim = server(text, chunk_size=10, auto_resume=False)
+    assert sim.feed(text.removesuffix("fine!")) == [
+        StartAudio(),
+        Open("t"),
+        Send("t", "Hello there my friend. "),
+        SendFlush("t"),
+        Send("t", "How are you today? "),
+        SendFlush("t"),
+        Send("t", "I am "),
+    ]
+    while "How" not in [w for w, _ in sim.words]:
+        assert sim.step()
+    assert sim.step()  # a chunk with "are" and part of "you": held, no timestamp yet
+    assert sim.calls[-1].name == "Chunk"
+    assert voiced_runs(sim.audio) == word_runs(text.split()[:5], sim.voice)
+    lost = sim.drop()
+    assert lost == [Cancel("t"), Retry(lost[-1].error, FaultKind.CONNECTION, 1)]
+    assert sim.engine.phase is TurnPhase.RESUMING
+    assert sim.feed("fine!") == [], "text waits for the resume"
+    assert sim.resume() == [
+        Open("t-2"),
+        Send("t-2", "are you today? "),
+        SendFlush("t-2"),
+        Send("t-2", "I am "),
+    ]
+    assert sim.end_input() == [Send("t-2", "fine!"), Close("t-2")]
+    sim.run()
+    assert [w for w, _ in sim.words] == text.split()
+    assert [(d.flush_id, d.text) for d in sim.segments_done] == [
+        (1, "Hello there my friend. "),
+        (2, "How are you today? "),
+        (3, "I am fine!"),
+    ]
+    assert sim.audio == b"".join(
+        segment_audio(s, sim.voice)
+        for s in ("Hello there my friend. ", "How are you today? ", "I am fine!")
+    )
+    assert sim.actions[-1] == Ended()
+
+
+def test_repeated_words_are_replayed_from_the_right_one():
+    text = "No, no, no. No, no! Yes, yes, yes."
+    sim = server(text, chunk_size=4, auto_resume=True)
+    play(sim, [text], drops=[3, 9, 14])
+    assert len(sim.of(Retry)) == 3
+    assert [w for w, _ in sim.words] == text.split()
+    assert sim.audio.replace(b"\0", b"") == b"".join(word_audio(t, sim.voice) for t in text.split())
+
+
+def test_without_timestamps_a_drop_drops_the_replayed_bytes_already_played():
+    text = "Hello there my friend. How are you today?"
+    sim = server(text, chunk_size=5, timestamps=False, engine=make_engine(expect_timestamps=False))
+    sim.feed(text)
+    sim.end_input()
+    for _ in range(3):  # three chunks of "Hello there my friend. "
+        assert sim.step()
+    assert sim.audio == segment_audio("Hello there my friend. ", sim.voice)[:15]
+    sim.drop()
+    assert sim.of(Open) == [Open("t"), Open("t-2")]
+    assert sim.contexts["t-2"].inputs == ["Hello there my friend. ", "How are you today?"]
+    sim.run()
+    assert sim.audio == segment_audio("Hello there my friend. ", sim.voice) + segment_audio(
+        "How are you today?", sim.voice
+    )
+
+
+def switched_twice(sim: FakeCartesia) -> None:
+    sim.feed("One two three. Four")
+    sim.switch_settings()
+    sim.feed(" five six. Seven eight nine.")
+    sim.switch_settings()  # the last sentence has no end after it: no third context
+    sim.end_input()
+    assert sim.of(Open) == [Open("t"), Open("t-2")]
+    sim.run()
+
+
+SWITCHED = ("One two three. ", "Four five six. ", "Seven eight nine.")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_events_of_an_earlier_and_a_later_context_interleaved_play_in_order(seed):
+    sim = server("".join(SWITCHED), pick="random", seed=seed, chunk_size=4, done_in_order=True)
+    switched_twice(sim)
+    assert sim.audio == b"".join(segment_audio(s, sim.voice) for s in SWITCHED)
+    assert [w for w, _ in sim.words] == "".join(SWITCHED).split()
+    assert [d.flush_id for d in sim.segments_done] == [1, 2, 3]
+    assert sim.actions[-1] == Ended()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a later context's done, before the earlier context has played, removes it "
+    "with its held audio: its segment is reported done with 0 bytes and never played",
+)
+def test_a_later_context_that_finishes_first_still_plays_after_the_earlier_one():
+    sim = server("".join(SWITCHED), pick="newest", chunk_size=4)
+    switched_twice(sim)
+    assert [w for w, _ in sim.words] == "".join(SWITCHED).split()
+    assert sim.audio == b"".join(segment_audio(s, sim.voice) for s in SWITCHED)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="without timestamps, a replay lost before its replayed audio reaches what was "
+    "played forgets the bytes still to drop: the next replay plays them again",
+)
+def test_without_timestamps_two_drops_in_a_row_play_nothing_twice():
+    text = "The."
+    sim = server(text, chunk_size=3, timestamps=False, engine=make_engine(expect_timestamps=False))
+    sim.feed(text)
+    sim.end_input()
+    sim.step()  # 3 bytes of "The." play
+    sim.drop()  # t-2 replays "The." and must drop its first 3 bytes
+    sim.drop()  # lost before any of its audio came
+    sim.run()
+    assert sim.of(Open) == [Open("t"), Open("t-2"), Open("t-3")]
+    assert sim.audio == segment_audio(text, sim.voice)
+
+
+# -- interruption ----------------------------------------------------------------------
+
+
+def interrupted(text, cuts, pauses, drops, errors, switches, chunk_size, timestamps, at, seed):
+    """Play the turn with an interruption before input ``at`` (modulo the turn's inputs)."""
+    tokens = tokenize(text, cuts)
+
+    def run(interrupt_before: int | None) -> tuple[FakeCartesia, int]:
+        sim = server(
+            text,
+            pick="random",
+            seed=seed,
+            chunk_size=chunk_size,
+            timestamps=timestamps,
+            **IN_ORDER,
+        )
+        inputs = play(
+            sim,
+            tokens,
+            pauses=pauses,
+            drops=drops,
+            errors=errors,
+            switches=switches,
+            interrupt_before=interrupt_before,
+        )
+        return sim, inputs
+
+    _, inputs = run(None)
+    # Any input of the turn may come after it, the last context's done included.
+    sim, _ = run(at % inputs)
+    index = [c.name for c in sim.calls].index("interrupt")
+    assert sim.calls[index].actions == [Cancel(c) for c in sim.live_at_interrupt]
+    assert [a for call in sim.calls[index + 1 :] for a in call.actions] == []
+    assert sim.engine.phase is TurnPhase.INTERRUPTED
+    assert sim.violations == []
+    return sim
+
+
+interruptions = {
+    "text": turns(),
+    "cuts": cuts,
+    "pauses": pauses,
+    "drops": drop_points,
+    "errors": context_errors,
+    "switches": switch_points,
+    "chunk_size": chunk_sizes,
+    "at": st.integers(0, 10_000),
+    "seed": st.integers(0, 2**16),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(**interruptions)
+def test_after_an_interruption_nothing_more_goes_downstream(**kwargs):
+    sim = interrupted(**kwargs, timestamps=True)
+    # What went out before it ends at a word's end, and its words are the words played.
+    played = voiced_runs(sim.audio)
+    assert played == word_runs(kwargs["text"].split(), sim.voice)[: len(played)]
+    assert [w for w, _ in sim.words] == kwargs["text"].split()[: len(played)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(**{**interruptions, "drops": one_drop, "errors": st.just([])})
+def test_after_an_interruption_nothing_more_goes_downstream_without_timestamps(**kwargs):
+    sim = interrupted(**kwargs, timestamps=False)
+    full = b"".join(segment_audio(s, sim.voice) for s in sim.engine.segments)
+    assert full.startswith(sim.audio), "what played is a beginning of the turn's audio, once"
+
+
+# -- refusals and the failure policy ------------------------------------------------------
+
+
+def test_a_429_is_retried_and_the_attempt_count_resets_once_audio_played():
+    text = "Hello there my friend. How are you today?"
+    sim = server(text, chunk_size=10, auto_resume=False)
+    sim.feed(text)
+    sim.end_input()
+    attempts = []
+    for context_id in ("t", "t-2"):
+        sim.fail(context_id, ConcurrencyLimitError("too many contexts"))
+        sim.step()
+        retry = sim.calls[-1].actions[-1]
+        assert sim.calls[-1].actions == [Cancel(context_id), retry]
+        assert (type(retry.error), retry.error.status_code, retry.kind) == (
+            ConcurrencyLimitError,
+            429,
+            FaultKind.RETRY,
+        )
+        attempts.append(retry.attempt)
+        assert sim.engine.phase is TurnPhase.RESUMING
+        sim.resume()
+    assert sim.audio == b""
+    sim.step()  # "Hello" in one chunk, then its timestamp
+    sim.step()
+    assert voiced_runs(sim.audio) == word_runs(["Hello"], sim.voice)
+    sim.fail("t-3", api_error("overloaded", status_code=503))
+    sim.step()
+    retry = sim.calls[-1].actions[-1]
+    attempts.append(retry.attempt)
+    assert (type(retry.error), retry.kind) == (ServerError, FaultKind.RETRY)
+    assert attempts == [1, 2, 1], "consecutive losses without audio, then reset by audio"
+    sim.resume()
+    assert sim.contexts["t-4"].text == "there my friend. How are you today?"
+    sim.run()
+    assert [w for w, _ in sim.words] == text.split()
+    assert sim.actions[-1] == Ended()
+
+
+def test_a_refused_input_is_found_one_segment_at_a_time_and_skipped_alone():
+    sentences = [
+        "Hello there my friend. ",
+        "Say the forbidden word now. ",
+        "How are you today? ",
+        "I am fine!",
+    ]
+    text = "".join(sentences)
+
+    def refuse(pushed: str) -> CartesiaAPIError | None:
+        return InvalidRequestError("invalid transcript") if "forbidden" in pushed else None
+
+    sim = server(text, chunk_size=8, refuse=refuse, auto_resume=False)
+    sim.feed(text)
+    sim.end_input()
+    sim.run()  # sentence 1 plays, then the 400
+    first = sim.calls[-1].actions
+    assert first == [Cancel("t"), Retry(first[-1].error, FaultKind.SKIP, 1)]
+    assert isinstance(first[-1].error, InvalidRequestError)
+    assert [w for w, _ in sim.words] == sentences[0].split()
+    # Careful: one segment, and the next only once the one before it is heard.
+    assert sim.resume() == [Open("t-2"), Send("t-2", sentences[1]), SendFlush("t-2")]
+    sim.run()
+    second = sim.calls[-1].actions
+    assert second == [
+        Skipped(2, sentences[1], second[0].error),
+        Cancel("t-2"),
+        Retry(second[0].error, FaultKind.SKIP, 1),
+    ]
+    assert sim.resume() == [Open("t-3"), Send("t-3", sentences[2]), SendFlush("t-3")]
+    sim.step()  # the first chunk of sentence 3 lets sentence 4 go
+    assert sim.calls[-1].actions == [Send("t-3", sentences[3]), Close("t-3")]
+    sim.run()
+    assert sim.violations == []
+    assert sim.of(Skipped) == [second[0]]
+    assert [w for w, _ in sim.words] == [
+        w for s in sentences if s != sentences[1] for w in s.split()
+    ]
+    assert sim.audio == b"".join(
+        segment_audio(s, sim.voice) for s in sentences if s != sentences[1]
+    )
+    assert [(d.flush_id, d.text) for d in sim.segments_done] == [
+        (1, sentences[0]),
+        (3, sentences[2]),
+        (4, sentences[3]),
+    ]
+    assert sim.actions[-1] == Ended()
+
+
+def test_a_400_cutting_the_segment_before_it_short_replays_that_segment_from_its_last_word():
+    sentences = ["One two three. ", "Four five six. ", "Bad seven eight. ", "Nine ten."]
+    text = "".join(sentences)
+    sim = server(text, chunk_size=6, auto_resume=False)
+    sim.feed(text)
+    sim.end_input()
+    sim.fail("t", InvalidRequestError("invalid transcript"))
+    sim.step()
+    sim.resume()
+    while Send("t-2", sentences[2]) not in sim.actions:
+        assert sim.step()  # careful: sentence 3 goes once sentence 2 is heard
+    sim.fail("t-2", InvalidRequestError("invalid transcript"))  # before the rest of sentence 2
+    sim.step()
+    assert [s.text for s in sim.of(Skipped)] == [sentences[2]]
+    sim.resume()
+    sim.run()
+    spoken = [sentences[0], sentences[1], sentences[3]]
+    assert [w for w, _ in sim.words] == " ".join(spoken).split()
+    assert sim.audio == b"".join(segment_audio(s, sim.voice) for s in spoken)
+    assert sim.actions[-1] == Ended()
+
+
+def test_a_send_refused_on_our_side_is_retried_on_a_new_context():
+    text = "Hello there my friend. How are you today?"
+    sim = server(text, auto_resume=False)
+    sim.feed(text)
+    refused = sim.refuse_send("t", CartesiaConnectionError("socket closed while sending"))
+    assert refused == [Cancel("t"), Retry(refused[-1].error, FaultKind.CONNECTION, 1)]
+    assert sim.resume() == [
+        Open("t-2"),
+        Send("t-2", "Hello there my friend. "),
+        SendFlush("t-2"),
+        Send("t-2", "How are you "),
+    ]
+    sim.end_input()
+    sim.run()
+    assert [w for w, _ in sim.words] == text.split()
+    assert sim.actions[-1] == Ended()
+
+
+@pytest.mark.parametrize(
+    ("error", "fatal"),
+    [
+        (QuotaExceededError("no credits left"), False),
+        (AuthenticationError("bad key"), True),
+        (api_error("forbidden", status_code=403), True),
+    ],
+)
+def test_a_turn_that_cannot_be_spoken_fails_and_cancels_what_is_live(error, fatal):
+    text = "Hello there my friend. How are you today? And then we go more"
+    sim = server(text, pick="newest", chunk_size=64)
+    sim.feed("Hello there my friend. How")
+    sim.switch_settings()
+    sim.feed(" are you today? And then we go")
+    assert sim.of(Open) == [Open("t"), Open("t-2")]
+    sim.fail("t-2", error)
+    sim.step()
+    failed = sim.calls[-1].actions[-1]
+    assert sim.calls[-1].actions == [Cancel("t"), Cancel("t-2"), failed]
+    assert (type(failed), type(failed.error), failed.fatal) == (Failed, type(error), fatal)
+    assert sim.engine.phase is TurnPhase.FAILED
+    calls = len(sim.calls)
+    assert sim.feed(" more") == []
+    assert sim.end_input() == []
+    sim.run()
+    assert [a for call in sim.calls[calls:] for a in call.actions] == []
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (CartesiaConnectionError("closed"), FaultKind.CONNECTION),
+        (ConcurrencyLimitError("busy"), FaultKind.RETRY),
+        (RateLimitError("slow down"), FaultKind.RETRY),
+        (ServerError("oops"), FaultKind.RETRY),
+        (api_error("bad gateway", status_code=502), FaultKind.RETRY),
+        (ContextClosedError("closed"), FaultKind.RETRY),
+        (InvalidRequestError("bad"), FaultKind.SKIP),
+        (EmptyTranscriptError("transcript empty or contains only punctuation"), FaultKind.SKIP),
+        (QuotaExceededError("no credits"), FaultKind.FAIL),
+        (AuthenticationError("who are you"), FaultKind.FATAL),
+        (api_error("forbidden", status_code=403), FaultKind.FATAL),
+        (Error(status_code=429, error_code="concurrency_limited").exception(), FaultKind.RETRY),
+        (Error(status_code=400, message="bad").exception(), FaultKind.SKIP),
+    ],
+)
+def test_the_failure_policy(error, kind):
+    assert classify(error) is kind
+
+
+# -- turns with nothing to say, settings, misuse ----------------------------------------------
+
+
+@pytest.mark.parametrize("tokens", [["..."], ["?!"], ["  "], [" ", "...", "\n", "!"], []])
+def test_a_turn_with_nothing_speakable_ends_silent_and_opens_nothing(tokens):
+    sim = server("")
+    play(sim, tokens)
+    assert sim.actions == [Ended(silent=True)]
+    assert sim.engine.phase is TurnPhase.ENDED
+    assert sim.engine.opened == 0
+
+
+def test_a_settings_switch_sends_the_next_sentence_on_a_new_context():
+    text = "Hello there my friend. How are you today? I am fine!"
+    sim = server(text, pick="random", chunk_size=6, done_in_order=True)
+    assert sim.feed("Hello there my friend. How are") == [
+        StartAudio(),
+        Open("t"),
+        Send("t", "Hello there my friend. "),
+        SendFlush("t"),
+        Send("t", "How "),
+    ]
+    sim.switch_settings()
+    assert sim.engine.phase is TurnPhase.SWITCHING
+    assert sim.feed(" you today? I am fine!") == [
+        Send("t", "are you today? "),
+        SendFlush("t"),
+        Close("t"),
+        Open("t-2"),
+        Send("t-2", "I am "),
+    ]
+    assert sim.engine.phase is TurnPhase.STREAMING
+    assert sim.end_input() == [Send("t-2", "fine!"), Close("t-2")]
+    sim.run()
+    assert sim.audio_of(3) == segment_audio("I am fine!", sim.voice)
+    assert [d.flush_id for d in sim.segments_done] == [1, 2, 3]
+    assert [w for w, _ in sim.words] == text.split()
+    assert sim.audio == b"".join(
+        segment_audio(s, sim.voice)
+        for s in ("Hello there my friend. ", "How are you today? ", "I am fine!")
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="whitespace left pending after a switch's flush is stripped when the next "
+    "context opens: the turn's text loses it (segment texts no longer add up to it)",
+)
+def test_a_switch_keeps_the_whitespace_between_sentences():
+    text = "One two three. Four five six.  Seven eight nine."
+    sim = server(text)
+    play(sim, ["One two three. Four", " five six.  ", "Seven eight nine."], switches=[1])
+    assert sim.of(Open) == [Open("t"), Open("t-2")]
+    assert "".join(d.text for d in sim.segments_done) == text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a switch between two sentences sends the whole next sentence on the old context",
+)
+def test_a_settings_switch_between_sentences_applies_to_the_next_sentence():
+    text = "Hello there my friend. How are you today?"
+    sim = server(text)
+    sim.feed("Hello there my friend. ")
+    sim.switch_settings()
+    play(sim, ["How are you today?"])
+    assert [c.text for c in sim.contexts.values()] == [
+        "Hello there my friend. ",
+        "How are you today?",
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the flush a switch asks for leaves Position.opening false, so the new "
+    "context's first push skips the first-push rule (two words here)",
+)
+def test_the_context_after_a_switch_waits_for_three_words_too():
+    sim = server("One two three. Four five six. Seven eight nine.")
+    sim.feed("One two three. Four")
+    sim.switch_settings()
+    assert sim.feed(" five six. Seven eight nine.") == [
+        Send("t", "Four five six. "),
+        SendFlush("t"),
+        Close("t"),
+    ]
+
+
+def test_a_switch_before_anything_is_sent_needs_no_new_context():
+    sim = server("Hello there my friend.")
+    sim.switch_settings()
+    sim.feed("Hello")
+    sim.switch_settings()
+    assert sim.engine.phase is TurnPhase.IDLE
+    play(sim, [" there my friend."])
+    assert sim.of(Open) == [Open("t")]
+
+
+def test_resume_is_refused_unless_the_turn_waits_for_it():
+    text = "Hello there my friend."
+    sim = server(text, auto_resume=False)
+    engine = sim.engine
+    with pytest.raises(TurnStateError):
+        engine.resume(1.0)
+    assert engine.phase is TurnPhase.IDLE
+    sim.feed(text)
+    with pytest.raises(TurnStateError):
+        engine.resume(1.0)
+    assert engine.phase is TurnPhase.STREAMING
+    sim.drop()
+    assert engine.phase is TurnPhase.RESUMING
+    sim.resume()
+    with pytest.raises(TurnStateError):
+        engine.resume(2.0)
+    assert engine.phase is TurnPhase.STREAMING
+    sim.end_input()
+    sim.run()
+    assert engine.phase is TurnPhase.ENDED
+    with pytest.raises(TurnStateError):
+        engine.resume(3.0)
+    assert engine.phase is TurnPhase.ENDED
+    assert [w for w, _ in sim.words] == text.split()
+
+
+def test_text_after_the_end_of_the_text_is_refused():
+    sim = server("Hello there my friend.")
+    sim.feed("Hello there my friend.")
+    sim.end_input()
+    with pytest.raises(TurnStateError):
+        sim.engine.feed(" More.", 1.0)
+    assert sim.engine.phase is TurnPhase.STREAMING
+    sim.run()
+    assert sim.engine.phase is TurnPhase.ENDED
+    with pytest.raises(TurnStateError):
+        sim.engine.feed(" More.", 2.0)
+    assert sim.engine.phase is TurnPhase.ENDED
+    assert sim.end_input() == [], "the end is said once"
+
+
+def test_a_lost_connection_with_nothing_live_changes_nothing():
+    sim = server("Hi")
+    assert sim.engine.lost(CartesiaConnectionError("closed")) == []
+    assert sim.engine.phase is TurnPhase.IDLE
+
+
+def test_events_of_an_unknown_context_change_nothing():
+    sim = server("Hello there my friend.")
+    sim.feed("Hello there my friend.")
+    assert sim.engine.event("other", Error(status_code=500, context_id="other"), 1.0) == []
+    assert sim.engine.phase is TurnPhase.STREAMING
+
+
+# -- word timestamps ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -20,3 +800,24 @@ from pipecat_cartesia_ctx.turn import strip_tags
 )
 def test_timestamp_words_lose_their_tags_but_keep_punctuation(word, expected):
     assert strip_tags(word) == expected
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="word ends are truncated (int(seconds * rate)): a float just under a sample "
+    "boundary holds back the word's last sample, and a drop then loses it",
+)
+def test_a_word_end_that_is_not_exact_in_floating_point_still_ends_the_word():
+    # "here" ends at byte 54; at 48000 bytes/s that is 0.001125 s, and
+    # 0.001125 * 48000 == 53.99999999999999.
+    text = "Hello wonderful everybody here today."
+    engine = TurnEngine("t", make_engine().segmenter, bytes_per_second=48000, sample_width=2)
+    sim = server(text, engine=engine, chunk_size=2, bytes_per_second=48000)
+    sim.feed(text)
+    sim.end_input()
+    while "here" not in [w for w, _ in sim.words]:
+        assert sim.step()
+    sim.drop()
+    sim.run()
+    assert [w for w, _ in sim.words] == text.split()
+    assert sim.audio.replace(b"\0", b"") == b"".join(word_audio(t, sim.voice) for t in text.split())
