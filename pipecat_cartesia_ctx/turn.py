@@ -413,19 +413,9 @@ class TurnEngine:
         return self._phase
 
     @property
-    def text(self) -> str:
-        """The turn's text so far (sent, or kept for a resume)."""
-        return "".join(self._segments)
-
-    @property
     def segments(self) -> list[str]:
         """The text of each segment so far (segment n at index n - 1)."""
         return list(self._segments)
-
-    @property
-    def audio_bytes(self) -> int:
-        """Audio bytes gone downstream."""
-        return self._released
 
     @property
     def skipped(self) -> bool:
