@@ -113,7 +113,8 @@ class Position:
         """Where the turn stands once ``action`` is sent."""
         if isinstance(action, Push):
             return Position(False, self.first_segment, self.switch)
-        return Position(self.opening, False, False)
+        # The flush a switch asked for ends the context: a new one follows.
+        return Position(self.opening or self.switch, False, False)
 
 
 class Segmenter:
@@ -197,8 +198,9 @@ class Segmenter:
 
     def _emit(self, at: Position, final: bool) -> list[Action]:
         actions: list[Action] = []
-        if at.opening:
-            # A context never starts with whitespace.
+        if at.opening and at.first_segment:
+            # A turn never starts with whitespace. Later, whitespace before a
+            # new context is the turn's text; the engine does not send it.
             self._buffer = self._buffer.lstrip()
         while self._buffer:
             cut, flush = self._next_cut(at, final)

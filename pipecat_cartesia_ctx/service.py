@@ -414,7 +414,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
         changed = await super()._update_settings(delta)
         turn = self._turns.get(self._turn_context_id) if self._turn_context_id else None
         if turn is not None and changed.keys() & LOCKED_SETTINGS:
-            turn.engine.switch_settings()
+            await self._do(turn, turn.engine.switch_settings())
         return changed
 
     def _classify_error(self, exception: Exception) -> ErrorCategory | None:

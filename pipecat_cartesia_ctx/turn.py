@@ -337,6 +337,7 @@ class _Attempt:
     timed_to: int = 0  # audio bytes covered by timed words
     voiced: TextPos | None = None  # just after the last word (or segment) gone downstream
     base: float | None = None  # turn seconds at which its audio starts downstream
+    finished: bool = False  # the server's done came: it plays out what it holds, then leaves
 
     def turn_segment(self, local: int) -> int:
         return self.first_segment + local - 1
@@ -460,15 +461,23 @@ class TurnEngine:
             self._move(TurnPhase.STREAMING)  # no sentence follows to switch at
         return actions + self._close_if_complete() + self._maybe_end()
 
-    def switch_settings(self) -> None:
+    def switch_settings(self) -> list[Action]:
         """A locked setting changed: the next sentence goes to a new context.
 
         The sentence under way ends on the context it started on, so no locked
-        field changes within a context and no text is lost. Before anything is
-        sent, the next context simply opens with the new settings.
+        field changes within a context and no text is lost. Between two
+        sentences the context closes now; before anything is sent, the next
+        context simply opens with the new settings.
         """
-        if self._phase is TurnPhase.STREAMING and self._current is not None:
-            self._move(TurnPhase.SWITCHING)
+        attempt = self._current
+        if self._phase is not TurnPhase.STREAMING or attempt is None:
+            return []
+        if attempt.has_input and attempt.sent_to == (len(self._segments), 0):
+            attempt.ledger.closed()
+            self._next = (attempt.sent_to, 0, 0)
+            return [Close(attempt.context_id)]
+        self._move(TurnPhase.SWITCHING)
+        return []
 
     def interrupt(self) -> list[Action]:
         """The user interrupted: cancel everything live; nothing more goes downstream."""
@@ -503,11 +512,9 @@ class TurnEngine:
         if isinstance(event, FlushDone):
             return self._segments_done(attempt, attempt.ledger.flush_done(event.flush_id), now)
         if isinstance(event, Done):
+            attempt.finished = True
             actions = self._segments_done(attempt, attempt.ledger.done(), now)
-            self._attempts.remove(attempt)
-            if self._attempts:
-                actions += self._release(self._attempts[0])
-            return actions + self._maybe_end()
+            return actions + self._release(attempt) + self._maybe_end()
         if isinstance(event, Error):
             return self._lose(attempt, event.exception())
         return []
@@ -687,7 +694,8 @@ class TurnEngine:
         attempt.timed = True
         for word, start, end in zip(event.words, event.start, event.end, strict=True):
             position = self._place(attempt, word)
-            end_bytes = int(end * self._bytes_per_second) // self._width * self._width
+            # round, not int: 0.001125 * 48000 is 53.99999999999999.
+            end_bytes = round(end * self._bytes_per_second) // self._width * self._width
             attempt.timed_to = max(attempt.timed_to, end_bytes)
             attempt.words.append((strip_tags(word), float(start), end_bytes, position))
 
@@ -723,9 +731,21 @@ class TurnEngine:
         return actions
 
     def _release(self, attempt: _Attempt) -> list[Action]:
-        """Send downstream what the playing attempt may: whole segments, or up to a word end."""
+        """Send downstream what the playing attempt may: whole segments, or up to a word end.
+
+        An attempt that has finished and played everything leaves, and the next
+        one plays what it holds (a later context can finish first).
+        """
         if self._phase in _FINAL or not self._attempts or attempt is not self._attempts[0]:
             return []
+        actions = self._release_head(attempt)
+        if attempt.finished and not attempt.held:
+            self._attempts.pop(0)
+            if self._attempts:
+                actions += self._release(self._attempts[0])
+        return actions
+
+    def _release_head(self, attempt: _Attempt) -> list[Action]:
         actions: list[Action] = []
         while attempt.held:
             held = attempt.held[0]
@@ -796,7 +816,8 @@ class TurnEngine:
             start = attempt.voiced or attempt.start
             if not (self.expect_timestamps and attempt.placeable):
                 local = attempt.done_through + 1
-                start, skip = attempt.position(local), attempt.played.get(local, 0)
+                # Replayed bytes it had still to drop were played before, too.
+                start, skip = attempt.position(local), attempt.played.get(local, 0) + attempt.skip
         actions: list[Action] = []
         careful = 0
         if kind is FaultKind.SKIP:
@@ -839,7 +860,8 @@ class TurnEngine:
     def _drop_attempts(self, index: int) -> list[Action]:
         """Give up the attempts from ``index`` on: cancel them, forget their audio."""
         dropped, self._attempts = self._attempts[index:], self._attempts[:index]
-        return [Cancel(a.context_id) for a in dropped]
+        # A finished context is over on the server: there is nothing to cancel.
+        return [Cancel(a.context_id) for a in dropped if not a.finished]
 
     def _maybe_end(self) -> list[Action]:
         """End the turn once its text has ended and every attempt is done."""

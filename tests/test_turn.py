@@ -75,11 +75,10 @@ ENDINGS = [".", ".", ".", "?", "!", "...", '."', "?)"]
 
 
 GAPS = [" ", " ", " ", "  ", "\n", "\n\n"]
-ONE_CHARACTER_GAPS = [" ", " ", " ", "\n"]
 
 
 @st.composite
-def turns(draw, max_sentences: int = 5, gaps: list[str] = GAPS) -> str:
+def turns(draw, max_sentences: int = 5) -> str:
     """A realistic answer: sentences of known words, commas, abbreviations, numbers.
 
     No token follows an identical one, so each word of the audio is one run of bytes.
@@ -94,7 +93,7 @@ def turns(draw, max_sentences: int = 5, gaps: list[str] = GAPS) -> str:
         words[-1] += draw(st.sampled_from(ENDINGS))
         tokens += words
     tokens = [t for i, t in enumerate(tokens) if i == 0 or t != tokens[i - 1]]
-    after = draw(st.lists(st.sampled_from(gaps), min_size=len(tokens), max_size=len(tokens)))
+    after = draw(st.lists(st.sampled_from(GAPS), min_size=len(tokens), max_size=len(tokens)))
     ending = draw(st.sampled_from(["", "", " ", "\n"]))
     return "".join(t + g for t, g in zip(tokens, after, strict=True)).rstrip() + ending
 
@@ -112,23 +111,8 @@ context_errors = st.lists(
     st.tuples(st.integers(0, 80), st.integers(0, 3), st.integers(0, 6)), max_size=2
 )
 
-# Known engine bugs the properties step around; each has a strict xfail below.
-# Widen these once it is fixed:
-# - whitespace of two characters or more between sentences can be lost at a
-#   switch (test_a_switch_keeps_the_whitespace_between_sentences), so texts
-#   with switches have one-character gaps;
-turns_and_switches = st.one_of(
-    st.tuples(turns(), st.just([])),
-    st.tuples(turns(gaps=ONE_CHARACTER_GAPS), switch_points),
-)
-# - a later context's done before the earlier one has played loses its audio
-#   (test_a_later_context_that_finishes_first_still_plays_after_the_earlier_one),
-#   so the server holds a context's done until the earlier ones ended;
-IN_ORDER = {"done_in_order": True}
-# - without timestamps, a replay lost before it caught up plays bytes twice
-#   (test_without_timestamps_two_drops_in_a_row_play_nothing_twice), so
-#   untimed turns lose one attempt at most.
-one_drop = st.lists(st.integers(0, 80), max_size=1)
+# Any turn, with settings switches at any inputs.
+turns_and_switches = st.tuples(turns(), switch_points)
 
 chunk_sizes = st.sampled_from([3, 4, 6, 7, 16, 64])
 flush_modes = st.sampled_from(["sentence", "sentence", "clause", "turn"])
@@ -172,7 +156,6 @@ def test_with_timestamps_every_word_goes_downstream_once_and_whole(
         seed=seed,
         chunk_size=chunk_size,
         engine=make_engine(flush_on=flush_on),
-        **IN_ORDER,
     )
     play(sim, tokenize(text, cuts), pauses=pauses, drops=drops, switches=switches, errors=errors)
 
@@ -216,7 +199,7 @@ def test_without_faults_the_audio_is_every_segment_whole_silences_included(
     turn, cuts, pauses, chunk_size, pick, seed
 ):
     text, switches = turn
-    sim = server(text, pick=pick, seed=seed, chunk_size=chunk_size, **IN_ORDER)
+    sim = server(text, pick=pick, seed=seed, chunk_size=chunk_size)
     play(sim, tokenize(text, cuts), pauses=pauses, switches=switches)
     done = sim.segments_done
     assert "".join(d.text for d in done) == text
@@ -230,7 +213,7 @@ def test_without_faults_the_audio_is_every_segment_whole_silences_included(
     turn=turns_and_switches,
     cuts=cuts,
     pauses=pauses,
-    drops=one_drop,
+    drops=drop_points,
     chunk_size=chunk_sizes,
     expect_timestamps=st.booleans(),
     pick=picks,
@@ -247,7 +230,6 @@ def test_without_timestamps_the_replayed_audio_lines_up_and_plays_once(
         chunk_size=chunk_size,
         timestamps=False,
         engine=make_engine(expect_timestamps=expect_timestamps),
-        **IN_ORDER,
     )
     play(sim, tokenize(text, cuts), pauses=pauses, drops=drops, switches=switches)
 
@@ -347,7 +329,7 @@ SWITCHED = ("One two three. ", "Four five six. ", "Seven eight nine.")
 
 @pytest.mark.parametrize("seed", range(5))
 def test_events_of_an_earlier_and_a_later_context_interleaved_play_in_order(seed):
-    sim = server("".join(SWITCHED), pick="random", seed=seed, chunk_size=4, done_in_order=True)
+    sim = server("".join(SWITCHED), pick="random", seed=seed, chunk_size=4)
     switched_twice(sim)
     assert sim.audio == b"".join(segment_audio(s, sim.voice) for s in SWITCHED)
     assert [w for w, _ in sim.words] == "".join(SWITCHED).split()
@@ -355,11 +337,6 @@ def test_events_of_an_earlier_and_a_later_context_interleaved_play_in_order(seed
     assert sim.actions[-1] == Ended()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a later context's done, before the earlier context has played, removes it "
-    "with its held audio: its segment is reported done with 0 bytes and never played",
-)
 def test_a_later_context_that_finishes_first_still_plays_after_the_earlier_one():
     sim = server("".join(SWITCHED), pick="newest", chunk_size=4)
     switched_twice(sim)
@@ -367,11 +344,6 @@ def test_a_later_context_that_finishes_first_still_plays_after_the_earlier_one()
     assert sim.audio == b"".join(segment_audio(s, sim.voice) for s in SWITCHED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="without timestamps, a replay lost before its replayed audio reaches what was "
-    "played forgets the bytes still to drop: the next replay plays them again",
-)
 def test_without_timestamps_two_drops_in_a_row_play_nothing_twice():
     text = "The."
     sim = server(text, chunk_size=3, timestamps=False, engine=make_engine(expect_timestamps=False))
@@ -399,7 +371,6 @@ def interrupted(text, cuts, pauses, drops, errors, switches, chunk_size, timesta
             seed=seed,
             chunk_size=chunk_size,
             timestamps=timestamps,
-            **IN_ORDER,
         )
         inputs = play(
             sim,
@@ -447,7 +418,7 @@ def test_after_an_interruption_nothing_more_goes_downstream(**kwargs):
 
 
 @settings(max_examples=100, deadline=None)
-@given(**{**interruptions, "drops": one_drop, "errors": st.just([])})
+@given(**{**interruptions, "drops": drop_points, "errors": st.just([])})
 def test_after_an_interruption_nothing_more_goes_downstream_without_timestamps(**kwargs):
     sim = interrupted(**kwargs, timestamps=False)
     full = b"".join(segment_audio(s, sim.voice) for s in sim.engine.segments)
@@ -646,7 +617,7 @@ def test_a_turn_with_nothing_speakable_ends_silent_and_opens_nothing(tokens):
 
 def test_a_settings_switch_sends_the_next_sentence_on_a_new_context():
     text = "Hello there my friend. How are you today? I am fine!"
-    sim = server(text, pick="random", chunk_size=6, done_in_order=True)
+    sim = server(text, pick="random", chunk_size=6)
     assert sim.feed("Hello there my friend. How are") == [
         StartAudio(),
         Open("t"),
@@ -660,11 +631,9 @@ def test_a_settings_switch_sends_the_next_sentence_on_a_new_context():
         Send("t", "are you today? "),
         SendFlush("t"),
         Close("t"),
-        Open("t-2"),
-        Send("t-2", "I am "),
-    ]
+    ], "the new context waits for three words"
     assert sim.engine.phase is TurnPhase.STREAMING
-    assert sim.end_input() == [Send("t-2", "fine!"), Close("t-2")]
+    assert sim.end_input() == [Open("t-2"), Send("t-2", "I am fine!"), Close("t-2")]
     sim.run()
     assert sim.audio_of(3) == segment_audio("I am fine!", sim.voice)
     assert [d.flush_id for d in sim.segments_done] == [1, 2, 3]
@@ -675,11 +644,6 @@ def test_a_settings_switch_sends_the_next_sentence_on_a_new_context():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="whitespace left pending after a switch's flush is stripped when the next "
-    "context opens: the turn's text loses it (segment texts no longer add up to it)",
-)
 def test_a_switch_keeps_the_whitespace_between_sentences():
     text = "One two three. Four five six.  Seven eight nine."
     sim = server(text)
@@ -688,10 +652,6 @@ def test_a_switch_keeps_the_whitespace_between_sentences():
     assert "".join(d.text for d in sim.segments_done) == text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a switch between two sentences sends the whole next sentence on the old context",
-)
 def test_a_settings_switch_between_sentences_applies_to_the_next_sentence():
     text = "Hello there my friend. How are you today?"
     sim = server(text)
@@ -704,20 +664,19 @@ def test_a_settings_switch_between_sentences_applies_to_the_next_sentence():
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the flush a switch asks for leaves Position.opening false, so the new "
-    "context's first push skips the first-push rule (two words here)",
-)
 def test_the_context_after_a_switch_waits_for_three_words_too():
-    sim = server("One two three. Four five six. Seven eight nine.")
-    sim.feed("One two three. Four")
+    text = "One two three. Four five six. Seven eight nine."
+    sim = server(text)
+    sim.feed("One two three. Four five ")
     sim.switch_settings()
-    assert sim.feed(" five six. Seven eight nine.") == [
-        Send("t", "Four five six. "),
+    assert sim.feed("six. Seven eight nine.") == [
+        Send("t", "six. "),
         SendFlush("t"),
         Close("t"),
     ]
+    assert sim.end_input() == [Open("t-2"), Send("t-2", "Seven eight nine."), Close("t-2")]
+    sim.run()
+    assert [w for w, _ in sim.words] == text.split()
 
 
 def test_a_switch_before_anything_is_sent_needs_no_new_context():
@@ -802,11 +761,6 @@ def test_timestamp_words_lose_their_tags_but_keep_punctuation(word, expected):
     assert strip_tags(word) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="word ends are truncated (int(seconds * rate)): a float just under a sample "
-    "boundary holds back the word's last sample, and a drop then loses it",
-)
 def test_a_word_end_that_is_not_exact_in_floating_point_still_ends_the_word():
     # "here" ends at byte 54; at 48000 bytes/s that is 0.001125 s, and
     # 0.001125 * 48000 == 53.99999999999999.

@@ -175,8 +175,6 @@ class FakeCartesia:
         refuse: Called with each pushed text; an error it returns ends the
             context (the error event follows what the context had queued).
         auto_resume: Call `TurnEngine.resume` as soon as the engine waits for it.
-        done_in_order: Hold a context's ``done`` until every context opened
-            before it has ended (its other events still interleave).
         bytes_per_second: The audio rate the engine was given.
     """
 
@@ -190,7 +188,6 @@ class FakeCartesia:
         pick: random.Random | str | None = None,
         refuse: Callable[[str], CartesiaAPIError | None] | None = None,
         auto_resume: bool = True,
-        done_in_order: bool = False,
         bytes_per_second: int = BYTES_PER_SECOND,
     ):
         self.engine = engine
@@ -200,7 +197,6 @@ class FakeCartesia:
         self.pick = pick
         self.refuse = refuse
         self.auto_resume = auto_resume
-        self.done_in_order = done_in_order
         self.bytes_per_second = bytes_per_second
         self.contexts: dict[str, ServerContext] = {}
         self.calls: list[Call] = []
@@ -250,9 +246,8 @@ class FakeCartesia:
     def end_input(self) -> list[Action]:
         return self._call("end_input", self.engine.end_input(self._now()))
 
-    def switch_settings(self) -> None:
-        self.engine.switch_settings()
-        self.calls.append(Call("switch_settings", []))
+    def switch_settings(self) -> list[Action]:
+        return self._call("switch_settings", self.engine.switch_settings())
 
     def interrupt(self) -> list[Action]:
         self.live_at_interrupt = self.live
@@ -289,15 +284,6 @@ class FakeCartesia:
         ready = [c for c in self.contexts.values() if c.queue]
         if not ready:
             return False
-        if self.done_in_order:
-            earlier_live = set()
-            in_order = []
-            for c in self.contexts.values():
-                if c.queue and not (isinstance(c.queue[0], Done) and earlier_live):
-                    in_order.append(c)
-                if not c.ended:
-                    earlier_live.add(c.context_id)
-            ready = in_order or ready
         if self.pick is None:
             ctx = ready[0]
         elif self.pick == "newest":
