@@ -25,6 +25,7 @@ from typing import Any
 from loguru import logger
 from pipecat.audio.utils import create_stream_resampler
 from pipecat.frames.frames import (
+    AggregatedTextProgressFrame,
     ErrorFrame,
     Frame,
     InterruptionFrame,
@@ -32,6 +33,7 @@ from pipecat.frames.frames import (
     StartFrame,
     TTSStartedFrame,
     TTSStoppedFrame,
+    TTSTextFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.cartesia.tts import (
@@ -122,6 +124,14 @@ class CartesiaServiceStats:
 
 class _LocalBudgetFull(ConcurrencyLimitError):
     """Our own ``max_concurrent_contexts`` is reached: wait for a slot (nothing was sent)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Unspoken:
+    """An audio-context item: the text of a skipped segment, where its audio would have been."""
+
+    text: str
+    context_id: str
 
 
 @dataclass(eq=False)
@@ -565,11 +575,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
         elif isinstance(action, Retry):
             self._schedule_retry(turn, action)
         elif isinstance(action, Skipped):
-            self._stats.errors += 1
-            logger.warning(
-                f"{self}: turn {turn.context_id}: Cartesia refused segment {action.flush_id} "
-                f"({action.error}); skipped {action.text!r}, the turn goes on"
-            )
+            await self._skipped(turn, action)
         elif isinstance(action, Failed):
             await self._failed(turn, action)
         elif isinstance(action, Ended):
@@ -715,6 +721,32 @@ class CartesiaContextTTSService(WebsocketTTSService):
             includes_inter_frame_spaces=True if cjk else None,
             pre_merge_tokens=cjk,
         )
+
+    async def _skipped(self, turn: _Turn, action: Skipped):
+        self._stats.errors += 1
+        logger.warning(
+            f"{self}: turn {turn.context_id}: Cartesia refused segment {action.flush_id} "
+            f"({action.error}); skipped {action.text!r}, the turn goes on"
+        )
+        if turn.engine.expect_timestamps and self.audio_context_available(turn.context_id):
+            # In playback order, so pipecat's word matching passes over it unspoken.
+            await self.append_to_audio_context(
+                turn.context_id, _Unspoken(action.text, turn.context_id)
+            )
+
+    async def _push_audio_context_item(self, context_id: str, item, playback):
+        if not isinstance(item, _Unspoken):
+            await super()._push_audio_context_item(context_id, item, playback)
+            return
+        # pipecat's sequencer matches timed words to the turn's text in order:
+        # walk it past the skipped text, so the next sentence's words are not
+        # matched into it, and keep only what is not a spoken word or progress.
+        sequencer = self._aggregated_frame_sequencer
+        pts = self._word_timestamp_tracker.last_pts or 0
+        for word in item.text.split():
+            for frame in sequencer.process_word(word, pts, item.context_id):
+                if not isinstance(frame, TTSTextFrame | AggregatedTextProgressFrame):
+                    await self.push_frame(frame)
 
     async def _segment_done(self, turn: _Turn, action: SegmentDone):
         if self._wire_rate != self.sample_rate:

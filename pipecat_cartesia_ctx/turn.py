@@ -237,7 +237,11 @@ class SegmentDone:
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """The server refused one segment; it is not spoken and the turn goes on."""
+    """The server refused one segment; it is not spoken and the turn goes on.
+
+    It comes where the segment's audio would have been: after the audio and
+    words of the segments before it, before those of the segments after it.
+    """
 
     flush_id: int
     text: str
@@ -326,7 +330,6 @@ class _Attempt:
     skip: int = 0  # replayed audio bytes still to drop (they were played already)
     ledger: SegmentLedger = field(default_factory=SegmentLedger)
     heard: set[int] = field(default_factory=set)  # local segments with audio
-    done_through: int = 0  # local segments complete, in order
     held: deque[_Held] = field(default_factory=deque)
     released: int = 0  # audio bytes gone downstream (or dropped as already played)
     played: dict[int, int] = field(default_factory=dict)  # released bytes per local segment
@@ -345,6 +348,17 @@ class _Attempt:
     def position(self, local: int, offset: int = 0) -> TextPos:
         """The turn position of ``offset`` in local segment ``local``."""
         return (self.turn_segment(local), (self.offset if local == 1 else 0) + offset)
+
+    @property
+    def done_through(self) -> int:
+        """Local segments complete, in order.
+
+        An empty segment it flushed (a skipped one) counts; the empty one after
+        its last flush does not: the next attempt carries that segment.
+        """
+        ledger = self.ledger
+        carried = ledger.open_segment - (not ledger.text(ledger.open_segment))
+        return min(ledger.reported, carried)
 
     @property
     def start(self) -> TextPos:
@@ -386,7 +400,7 @@ class TurnEngine:
         self._phase = TurnPhase.IDLE
         self._segments: list[str] = [""]  # turn segment n's text at index n - 1
         self._reported = 0  # segments reported done (or skipped), in order
-        self._skipped: set[int] = set()
+        self._skipped: dict[int, Skipped] = {}  # reported in order, with the audio
         self._attempts: list[_Attempt] = []  # live ones, in order: the first one plays
         self._opened = 0  # attempts ever opened
         # Where the next attempt's text starts, the replayed audio it drops, and
@@ -721,11 +735,9 @@ class TurnEngine:
             if segment.number in attempt.heard and not attempt.timed:
                 self.expect_timestamps = False  # a server without timestamps: hold nothing
             attempt.heard.add(segment.number)
-        if segments:
-            attempt.done_through = max(attempt.done_through, segments[-1].number)
         for held in attempt.held:
             held.complete = held.local <= attempt.done_through
-        actions = self._release(attempt) if segments else []
+        actions = self._release(attempt)
         if attempt.careful:
             actions += self._catch_up(now) + self._close_if_complete()
         return actions
@@ -746,7 +758,8 @@ class TurnEngine:
         return actions
 
     def _release_head(self, attempt: _Attempt) -> list[Action]:
-        actions: list[Action] = []
+        # What came before the playing attempt's text is over (voiced, or skipped).
+        actions = self._report_through(attempt.first_segment - 1)
         while attempt.held:
             held = attempt.held[0]
             limit = len(held.data)
@@ -796,7 +809,9 @@ class TurnEngine:
             self._reported += 1
             n = self._reported
             text = self._segments[n - 1]
-            if text and n not in self._skipped:
+            if n in self._skipped:
+                actions.append(self._skipped[n])
+            elif text:
                 sent, heard = self._sent_at.get(n), self._heard_at.get(n)
                 ttfb = heard - sent if sent is not None and heard is not None else None
                 actions.append(SegmentDone(n, text, ttfb, self._segment_bytes.get(n, 0)))
@@ -833,8 +848,8 @@ class TurnEngine:
                 self._refused_opening = culprit == attempt.first_segment and not attempt.heard
                 # The replay goes on from the last word played, without it.
                 text_from = start[1] if start[0] == culprit else 0
-                actions.append(Skipped(culprit, self._segments[culprit - 1][text_from:], error))
-                self._skipped.add(culprit)
+                text = self._segments[culprit - 1][text_from:]
+                self._skipped[culprit] = Skipped(culprit, text, error)
                 if culprit == len(self._segments):
                     self._segments.append("")  # what follows is a new segment
                 if start[0] >= culprit:

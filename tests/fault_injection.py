@@ -2,17 +2,20 @@
 
 `run_scenario(seed)` picks, from ``random.Random(seed)``, two to four turns of
 realistic text and one fault per turn (a dropped or closed connection, a 429 or
-503 error event, a stall, a server slower than real time, an interruption at a
-random moment), drives them through `CartesiaContextTTSService` in a running
-pipeline, then adds a last plain turn. It then checks, from the frames that came
-out and the emulator's record, the invariants a user relies on:
+503 error event, a 400 refusing one sentence, a stall, a server slower than
+real time, an interruption at a random moment), drives them through
+`CartesiaContextTTSService` in a running pipeline, then adds a last plain turn.
+It then checks, from the frames that came out and the emulator's record, the
+invariants a user relies on:
 
 - every word of every turn that was not interrupted reached pipecat exactly
   once, in order, and its segments' flush-done texts make up the turn's text;
 - nothing of an interrupted turn comes out after its InterruptionFrame;
 - every turn ends (one TTSStoppedFrame), the next one plays, and no turn or
   emulator context is left behind;
-- the words pipecat records as spoken were voiced by the server.
+- the words pipecat records as spoken were voiced by the server;
+- a 400 skips exactly the segment holding the refused word (the sentence, as
+  the segmenter cuts it), which is never voiced, and the rest of the turn is.
 
 A broken invariant is recorded as a violation in the `Report`, never raised, so
 the CI test and the soak command (``benchmarks/soak.py``) can name the seed.
@@ -49,8 +52,9 @@ from pipecat_cartesia_ctx.emulator import (
     InjectedError,
     Pacing,
 )
+from pipecat_cartesia_ctx.segmenter import Position, Push, Segmenter
 
-FAULT_KINDS = ("none", "drop", "close", "429", "503", "stall", "slow", "interrupt")
+FAULT_KINDS = ("none", "drop", "close", "429", "503", "400", "stall", "slow", "interrupt")
 TURN_TIMEOUT = 20.0
 
 SENTENCES = [
@@ -107,6 +111,8 @@ class _Turn:
     index: int
     text: str
     fault: str
+    sentences: list[str] = field(default_factory=list)
+    refused: str | None = None  # the word a 400 fault refuses
     detail: str = ""
     mark: int = 0  # index in the downstream frames where the turn was sent
     context_id: str | None = None
@@ -120,10 +126,10 @@ def _plan(rnd: random.Random) -> list[_Turn]:
     for i in range(rnd.randint(2, 4)):
         fault = rnd.choice(FAULT_KINDS)
         if fault == "slow":
-            text = rnd.choice(SHORT)
+            sentences = [rnd.choice(SHORT)]
         else:
-            text = " ".join(rnd.sample(SENTENCES, rnd.randint(2, 4)))
-        turns.append(_Turn(i, text, fault))
+            sentences = rnd.sample(SENTENCES, rnd.randint(2, 4))
+        turns.append(_Turn(i, " ".join(sentences), fault, sentences))
     return turns
 
 
@@ -138,6 +144,7 @@ def _arm(emu: CartesiaEmulator, turn: _Turn, rnd: random.Random) -> None:
     ):
         setattr(faults, name, None)
     faults.error = None
+    faults.refuse_transcripts_containing = None
     live = [c for c in emu.record.connections if not c.closed]
     sent = live[-1].chunks_sent if live else 0
     k = rnd.randint(1, 12)
@@ -157,6 +164,15 @@ def _arm(emu: CartesiaEmulator, turn: _Turn, rnd: random.Random) -> None:
         faults.error = InjectedError(status, code, "Injected", f"injected {status}")
         faults.error_after_chunks = sent + k
         turn.detail = f"after {k} chunks"
+    elif turn.fault == "400":
+        sentence = rnd.choice(turn.sentences)
+        others = " ".join(s for s in [*turn.sentences, PLAIN] if s != sentence)
+        words = [w for w in sentence.split() if len(w) >= 4 and w not in others]
+        if words:
+            turn.refused = faults.refuse_transcripts_containing = rnd.choice(words)
+            turn.detail = f"refusing {turn.refused!r}"
+        else:
+            turn.detail = "no word to refuse"
     elif turn.fault == "stall":
         faults.stall_ms = rnd.uniform(50, 300)
         faults.stall_after_chunks = sent + k
@@ -251,6 +267,9 @@ def _check_turn(turn: _Turn, frames: list[Frame], emu: CartesiaEmulator, report:
     if starts != 1:
         report.violations.append(f"{name}: {starts} TTSStartedFrames")
 
+    if turn.refused is not None and turn.cut is None:
+        _check_skip(name, turn, said, dones, voiced, report)
+        return
     if turn.cut is None:
         if said != expected:
             report.violations.append(f"{name}: words {_diff(said, expected)}")
@@ -286,6 +305,43 @@ def _check_turn(turn: _Turn, frames: list[Frame], emu: CartesiaEmulator, report:
             f"{name}: words sent downstream that the server never voiced in full: "
             f"{sorted(unvoiced.elements())}"
         )
+
+
+def _check_skip(name, turn, said, dones, voiced, report):
+    """A 400 turn: exactly the refused sentence (or its segment) is skipped, the rest voiced."""
+    kept_text = "".join(f.text for f in dones)
+    segments = _segments(turn.text)
+    segment = next(s for s in segments if turn.refused in s)
+    expected = "".join(s for s in segments if s is not segment)
+    if kept_text.strip() != expected.strip():
+        report.violations.append(
+            f"{name}: flush-done texts {kept_text!r}, expected all but the segment {segment!r}"
+        )
+        return
+    kept = kept_text.split()
+    if any(turn.refused in word for word in voiced):
+        report.violations.append(f"{name}: the refused word was voiced")
+    missing = Counter(kept) - voiced
+    if missing:
+        report.violations.append(f"{name}: words never voiced: {sorted(missing.elements())}")
+    ids = [f.flush_id for f in dones]
+    if ids != sorted(set(ids)):
+        report.violations.append(f"{name}: flush ids {ids} out of order")
+    if said != kept:
+        report.violations.append(f"{name}: words {_diff(said, kept)}")
+
+
+def _segments(text: str) -> list[str]:
+    """The turn's segments as the service's segmenter cuts them (at its defaults)."""
+    segmenter, at = Segmenter(), Position()
+    segments = [""]
+    for action in [*segmenter.feed(text, at), *segmenter.finish(at)]:
+        if isinstance(action, Push):
+            segments[-1] += action.text
+        else:
+            segments.append("")
+        at = at.after(action)
+    return segments
 
 
 def _diff(said: list[str], expected: list[str]) -> str:

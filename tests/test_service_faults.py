@@ -336,8 +336,7 @@ async def test_a_refused_input_skips_its_segment_and_the_turn_goes_on(make_emula
     *ours, _next = emu.record.contexts.values()
     spoken = [w for c in ours for w in c.spoken]
     assert spoken == first.split() + third.split(), "the refused sentence is never voiced"
-    # Known gap: pipecat's sequencer matches timestamp words to the turn's text in
-    # order, so the skipped sentence still reaches TTSTextFrames (README, Known limits).
+    assert words(turn) == first.split() + third.split(), "no word of the refused sentence"
     assert [f.text for f in flush_dones(turn)] == [first, third]
     ids = [f.flush_id for f in flush_dones(turn)]
     assert ids == sorted(set(ids))

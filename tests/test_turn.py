@@ -59,6 +59,7 @@ from pipecat_cartesia_ctx.turn import (
     TurnEngine,
     TurnPhase,
     TurnStateError,
+    Words,
     classify,
     strip_tags,
 )
@@ -488,17 +489,18 @@ def test_a_refused_input_is_found_one_segment_at_a_time_and_skipped_alone():
     assert sim.resume() == [Open("t-2"), Send("t-2", sentences[1]), SendFlush("t-2")]
     sim.run()
     second = sim.calls[-1].actions
-    assert second == [
-        Skipped(2, sentences[1], second[0].error),
-        Cancel("t-2"),
-        Retry(second[0].error, FaultKind.SKIP, 1),
-    ]
+    assert second == [Cancel("t-2"), Retry(second[-1].error, FaultKind.SKIP, 1)]
     assert sim.resume() == [Open("t-3"), Send("t-3", sentences[2]), SendFlush("t-3")]
-    sim.step()  # the first chunk of sentence 3 lets sentence 4 go
-    assert sim.calls[-1].actions == [Send("t-3", sentences[3]), Close("t-3")]
+    sim.step()  # the first chunk of sentence 3 lets sentence 4 go, and sentence 2 is over
+    skipped = Skipped(2, sentences[1], second[-1].error)
+    assert sim.calls[-1].actions == [skipped, Send("t-3", sentences[3]), Close("t-3")]
     sim.run()
     assert sim.violations == []
-    assert sim.of(Skipped) == [second[0]]
+    # In order with the audio: after sentence 1's words, before sentence 3's.
+    assert sim.of(Skipped) == [skipped]
+    at = next(i for i, a in enumerate(sim.actions) if isinstance(a, Skipped))
+    before = [w for a in sim.actions[:at] if isinstance(a, Words) for w, _ in a.words]
+    assert before == sentences[0].split()
     assert [w for w, _ in sim.words] == [
         w for s in sentences if s != sentences[1] for w in s.split()
     ]
@@ -526,9 +528,9 @@ def test_a_400_cutting_the_segment_before_it_short_replays_that_segment_from_its
         assert sim.step()  # careful: sentence 3 goes once sentence 2 is heard
     sim.fail("t-2", InvalidRequestError("invalid transcript"))  # before the rest of sentence 2
     sim.step()
-    assert [s.text for s in sim.of(Skipped)] == [sentences[2]]
     sim.resume()
     sim.run()
+    assert [s.text for s in sim.of(Skipped)] == [sentences[2]]
     spoken = [sentences[0], sentences[1], sentences[3]]
     assert [w for w, _ in sim.words] == " ".join(spoken).split()
     assert sim.audio == b"".join(segment_audio(s, sim.voice) for s in spoken)
