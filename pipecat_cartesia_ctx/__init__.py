@@ -22,11 +22,11 @@ if TYPE_CHECKING:
     from .client import CartesiaConnection, CartesiaContext
     from .frames import (
         CartesiaFlushDoneFrame,
+        CartesiaResumeMetricsData,
         CartesiaSegmentMetricsData,
         CartesiaTTSAudioRawFrame,
     )
-    from .service import CartesiaContextTTSService
-    from .turn import CartesiaServiceStats
+    from .service import CartesiaContextTTSService, CartesiaServiceStats
 
 # Names are loaded on first use: importing the sans-I/O layers (protocol,
 # segmenter, ledger) loads no websockets, loguru or pipecat, and the client and
@@ -35,8 +35,9 @@ _LAZY = {
     "CartesiaConnection": "client",
     "CartesiaContext": "client",
     "CartesiaContextTTSService": "service",
-    "CartesiaServiceStats": "turn",
+    "CartesiaServiceStats": "service",
     "CartesiaFlushDoneFrame": "frames",
+    "CartesiaResumeMetricsData": "frames",
     "CartesiaSegmentMetricsData": "frames",
     "CartesiaTTSAudioRawFrame": "frames",
 }
@@ -58,6 +59,7 @@ __all__ = [
     "CartesiaContextTTSService",
     "CartesiaError",
     "CartesiaFlushDoneFrame",
+    "CartesiaResumeMetricsData",
     "CartesiaSegmentMetricsData",
     "CartesiaServiceStats",
     "CartesiaTTSAudioRawFrame",

@@ -66,3 +66,28 @@ class CartesiaSegmentMetricsData(MetricsData):
     ttfb: float | None
     audio_seconds: float
     characters: int
+
+
+class CartesiaResumeMetricsData(MetricsData):
+    """A turn went on, on a new Cartesia context, after losing one.
+
+    Parameters:
+        context_id: The turn.
+        resumed_on: The new Cartesia context; None if nothing was left to say.
+        reason: Why the last one was lost: ``"connection"``, ``"retry"`` (429,
+            5xx, context closed) or ``"skip"`` (a 400 on one input).
+        attempt: Consecutive losses without audio in between, from 1.
+        waited_seconds: From the loss to the resume (backoff, reconnect).
+        replayed_characters: Characters of the turn's text sent again.
+        reconnects: Connections opened after the first, so far.
+        connect_seconds: How long the last connection took to open.
+    """
+
+    context_id: str
+    resumed_on: str | None
+    reason: str
+    attempt: int
+    waited_seconds: float
+    replayed_characters: int
+    reconnects: int
+    connect_seconds: float

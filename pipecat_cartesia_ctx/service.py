@@ -56,7 +56,12 @@ from .client import (
     CartesiaConnection,
     CartesiaContext,
 )
-from .frames import CartesiaFlushDoneFrame, CartesiaSegmentMetricsData, CartesiaTTSAudioRawFrame
+from .frames import (
+    CartesiaFlushDoneFrame,
+    CartesiaResumeMetricsData,
+    CartesiaSegmentMetricsData,
+    CartesiaTTSAudioRawFrame,
+)
 from .protocol import (
     BYTES_PER_SAMPLE,
     DEFAULT_CARTESIA_VERSION,
@@ -646,10 +651,10 @@ class CartesiaContextTTSService(WebsocketTTSService):
             f"resuming (attempt {retry.attempt})"
         )
         turn.retry = self.create_task(
-            self._resume(turn, retry), name=f"cartesia-retry-{turn.context_id}"
+            self._resume(turn, retry, time.monotonic()), name=f"cartesia-retry-{turn.context_id}"
         )
 
-    async def _resume(self, turn: _Turn, retry: Retry):
+    async def _resume(self, turn: _Turn, retry: Retry, lost_at: float):
         engine = turn.engine
         if retry.attempt >= self._retry.max_attempts:
             await self._do(turn, engine.fail(retry.error))
@@ -668,7 +673,23 @@ class CartesiaContextTTSService(WebsocketTTSService):
         if engine.phase is TurnPhase.RESUMING:
             before = engine.replayed_characters
             actions = engine.resume(time.monotonic())
-            self._stats.replayed_characters += engine.replayed_characters - before
+            replayed = engine.replayed_characters - before
+            self._stats.replayed_characters += replayed
+            if self.can_generate_metrics() and self.metrics_enabled:
+                keeper = self._keeper
+                data = CartesiaResumeMetricsData(
+                    processor=self.name,
+                    model=assert_given(self._settings.model),
+                    context_id=turn.context_id,
+                    resumed_on=next((a.context_id for a in actions if isinstance(a, Open)), None),
+                    reason=retry.kind.value,
+                    attempt=retry.attempt,
+                    waited_seconds=time.monotonic() - lost_at,
+                    replayed_characters=replayed,
+                    reconnects=keeper.reconnects if keeper else 0,
+                    connect_seconds=keeper.connect_seconds if keeper else 0.0,
+                )
+                await self.push_frame(MetricsFrame(data=[data]))
             await self._do(turn, actions)
 
     async def _wait_for_slot(self):

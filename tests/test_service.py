@@ -392,3 +392,11 @@ async def test_drop_in_arguments_of_pipecats_builtin_service_are_accepted(emu):
     assert first["language"] == "es-MX"
     assert first["generation_config"] == {"volume": 1.5}
     assert first["output_format"]["sample_rate"] == 16000
+
+
+def test_every_public_name_imports():
+    import pipecat_cartesia_ctx
+
+    for name in pipecat_cartesia_ctx.__all__:
+        assert getattr(pipecat_cartesia_ctx, name) is not None, name
+    assert pipecat_cartesia_ctx.CartesiaServiceStats.__module__ == "pipecat_cartesia_ctx.service"

@@ -11,11 +11,13 @@ import asyncio
 
 import pytest
 from helpers import new_context
-from pipecat.frames.frames import ErrorFrame, TTSStartedFrame, TTSStoppedFrame
+from pipecat.frames.frames import ErrorFrame, MetricsFrame, TTSStartedFrame, TTSStoppedFrame
+from pipecat.pipeline.task import PipelineParams
 from pipecat.tests.utils import run_test
 from pipeline_harness import running_pipeline
 from service_helpers import audio, flush_dones, llm_turn, make_tts, segment_order, words
 
+from pipecat_cartesia_ctx import CartesiaResumeMetricsData
 from pipecat_cartesia_ctx.client import CartesiaConnection
 from pipecat_cartesia_ctx.emulator import Behavior, Pacing, SyntheticVoice
 from pipecat_cartesia_ctx.reconnect import RetryPolicy
@@ -109,6 +111,28 @@ async def test_a_drop_mid_word_resumes_from_the_first_unplayed_word(make_emulato
     assert played[-1] == " ", "replay starts at a word"
     assert tts.stats.reconnects == 1
     assert tts.stats.replayed_characters == len(resumed.transcript)
+
+
+async def test_a_resume_reports_its_metrics(make_emulator):
+    emu = await make_emulator(pacing=FAST)
+    emu.faults.drop_after_chunks = MID_SENTENCE_TWO
+    tts = make_tts(emu)
+    async with running_pipeline(tts, PipelineParams(enable_metrics=True)) as pipeline:
+        turn = await play_turn(pipeline, THREE, seed=7)
+    lost, resumed = emu.record.contexts.values()
+    [resume] = [
+        d
+        for f in turn
+        if isinstance(f, MetricsFrame)
+        for d in f.data
+        if isinstance(d, CartesiaResumeMetricsData)
+    ]
+    assert (resume.context_id, resume.resumed_on) == (lost.context_id, resumed.context_id)
+    assert (resume.reason, resume.attempt, resume.reconnects) == ("connection", 1, 1)
+    assert resume.replayed_characters == len(resumed.transcript)
+    assert resume.replayed_characters == tts.stats.replayed_characters
+    assert resume.connect_seconds > 0
+    assert resume.waited_seconds >= 0
 
 
 # 2 -------------------------------------------------------------------------------
