@@ -82,6 +82,10 @@ from .segmenter import FlushOn, Segmenter
 from .turn import (
     BUFFER_DELAY_MS,
     LOCKED_SETTINGS,
+    TurnEngine,
+    TurnPhase,
+)
+from .turn_actions import (
     Audio,
     Cancel,
     Close,
@@ -95,8 +99,6 @@ from .turn import (
     SendFlush,
     Skipped,
     StartAudio,
-    TurnEngine,
-    TurnPhase,
     Words,
 )
 

@@ -43,6 +43,12 @@ from pipecat_cartesia_ctx.protocol import (
     api_error,
 )
 from pipecat_cartesia_ctx.turn import (
+    TurnEngine,
+    TurnPhase,
+    TurnStateError,
+    strip_tags,
+)
+from pipecat_cartesia_ctx.turn_actions import (
     Audio,
     Cancel,
     Close,
@@ -56,12 +62,8 @@ from pipecat_cartesia_ctx.turn import (
     SendFlush,
     Skipped,
     StartAudio,
-    TurnEngine,
-    TurnPhase,
-    TurnStateError,
     Words,
     classify,
-    strip_tags,
 )
 
 # -- text ----------------------------------------------------------------------------

@@ -47,6 +47,10 @@ from pipecat_cartesia_ctx.protocol import (
 )
 from pipecat_cartesia_ctx.segmenter import Segmenter
 from pipecat_cartesia_ctx.turn import (
+    TurnEngine,
+    TurnPhase,
+)
+from pipecat_cartesia_ctx.turn_actions import (
     Action,
     Audio,
     Cancel,
@@ -55,8 +59,6 @@ from pipecat_cartesia_ctx.turn import (
     SegmentDone,
     Send,
     SendFlush,
-    TurnEngine,
-    TurnPhase,
     Words,
 )
 
