@@ -298,6 +298,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
         self._turns: dict[str, _Turn] = {}
         self._stats = CartesiaServiceStats()
         self._unvoiced_dropped: set[str] = set()
+        self._failed_turns: set[str] = set()  # their error is out: no second one for silence
 
     # -- pipecat service interface ------------------------------------------------
 
@@ -410,6 +411,9 @@ class CartesiaContextTTSService(WebsocketTTSService):
             await self._do(turn, turn.engine.interrupt())
             self._stats.contexts_cancelled += live
             await self._forget(turn)
+        # An interrupted context never completes: nothing is left to do for it.
+        self._unvoiced_dropped.discard(context_id)
+        self._failed_turns.discard(context_id)
         await super().on_audio_context_interrupted(context_id)
 
     async def _handle_interruption(self, frame: InterruptionFrame, direction: FrameDirection):
@@ -803,6 +807,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
                 error_msg=f"Cartesia error: {action.error}", exception=action.error
             )
         self._unvoiced_dropped.add(turn.context_id)
+        self._failed_turns.add(turn.context_id)
         if self.audio_context_available(turn.context_id):
             await self.append_to_audio_context(
                 turn.context_id, TTSStoppedFrame(context_id=turn.context_id)
@@ -848,6 +853,14 @@ class CartesiaContextTTSService(WebsocketTTSService):
             self._unvoiced_dropped.discard(context_id)
             self._drop_unvoiced(context_id)
         await super()._apply_force_complete(context_id)
+
+    async def _record_context_audio_outcome(self, context_id: str, received_audio: bool):
+        # A failed turn has had its one clear error; pipecat would add a
+        # "completed with no audio" one for the same turn.
+        if context_id in self._failed_turns:
+            self._failed_turns.discard(context_id)
+            return
+        await super()._record_context_audio_outcome(context_id, received_audio)
 
     def _drop_unvoiced(self, context_id: str):
         keep = set(self.get_audio_contexts()) | {self._turn_context_id} - {None, context_id}

@@ -316,14 +316,11 @@ async def test_a_429_that_persists_gives_up_with_one_non_fatal_error(make_emulat
             assert tts.is_usable
     assert words(turn) == NEXT.split()
     assert [f.text for f in flush_dones(turn)] == [NEXT]
-    errors = error_frames(pipeline)
-    assert [e.fatal for e in errors] == [False] * len(errors)
-    assert "429 concurrency_limited" in str(errors[0].error)
+    [error] = error_frames(pipeline)  # one clear error (no "completed with no audio" beside it)
+    assert not error.fatal
+    assert "429 concurrency_limited" in str(error.error)
     # "Given up after retry.max_attempts losses in a row": that many contexts refused.
     assert len(refused) == policy.max_attempts
-    # Ours is the one clear error; pipecat adds its own "completed with no audio".
-    ours = [e for e in errors if "Cartesia" in str(e.error)]
-    assert len(ours) == 1, [e.error for e in errors]
 
 
 # 9 -------------------------------------------------------------------------------
