@@ -11,7 +11,14 @@ import asyncio
 
 import pytest
 from helpers import new_context
-from pipecat.frames.frames import ErrorFrame, MetricsFrame, TTSStartedFrame, TTSStoppedFrame
+from pipecat.frames.frames import (
+    ErrorFrame,
+    InterruptionFrame,
+    MetricsFrame,
+    TTSSpeakFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+)
 from pipecat.pipeline.task import PipelineParams
 from pipecat.tests.utils import run_test
 from pipeline_harness import running_pipeline
@@ -44,8 +51,12 @@ def started(frames) -> int:
     return sum(isinstance(f, TTSStartedFrame) for f in frames)
 
 
+def error_frames_in(frames) -> list[ErrorFrame]:
+    return [f for f in frames if isinstance(f, ErrorFrame)]
+
+
 def error_frames(pipeline) -> list[ErrorFrame]:
-    return [f for f in [*pipeline.up.frames, *pipeline.down.frames] if isinstance(f, ErrorFrame)]
+    return error_frames_in([*pipeline.up.frames, *pipeline.down.frames])
 
 
 def audio_bytes(frames) -> int:
@@ -286,6 +297,51 @@ async def test_a_429_waits_and_retries_until_the_turn_plays(make_emulator):
     assert_whole_turn(turn)
     played = [c for c in emu.record.contexts.values() if c.outcome == "done"]
     assert [c.transcript for c in played] == [THREE]
+
+
+@pytest.mark.parametrize("budget", [None, 1])
+async def test_overlapping_messages_with_a_limit_of_one_both_play(make_emulator, budget):
+    # Generation at real time: the first message's context is still live when the second starts.
+    emu = await make_emulator(
+        pacing=Pacing(first_chunk_ms=10, speed=1.0), max_concurrent_contexts=1
+    )
+    tts = make_tts(
+        emu,
+        max_concurrent_contexts=budget,
+        retry=RetryPolicy(max_attempts=100, initial_delay=0.01, max_delay=0.05),
+    )
+    first, second = "The first message is here.", "And the second one follows it."
+    down, up = await run_test(tts, frames_to_send=[TTSSpeakFrame(first), TTSSpeakFrame(second)])
+    contexts = list(emu.record.contexts.values())
+    refused = [c for c in contexts if c.errors]
+    assert [c.transcript for c in contexts if not c.errors] == [first, second]
+    assert words(down) == f"{first} {second}".split()
+    assert [f.text for f in flush_dones(down)] == [first, second]
+    assert error_frames_in([*down, *up]) == []
+    if budget is None:
+        # The server refused the second: it waited and retried.
+        assert {e["status_code"] for c in refused for e in c.errors} == {429}
+    else:
+        assert refused == [], "the second waited on our side; the server never refused it"
+
+
+async def test_a_cancelled_context_frees_its_slot_without_waiting_for_the_server(make_emulator):
+    # A server that never sends done after a cancel: a slot freed only by its done never frees.
+    emu = await make_emulator(
+        pacing=Pacing(first_chunk_ms=10, speed=1.0), behavior=Behavior(done_after_cancel=False)
+    )
+    tts = make_tts(emu, max_concurrent_contexts=1)
+    async with running_pipeline(tts) as pipeline:
+        await pipeline.send(*llm_turn(THREE, seed=7))
+        await pipeline.down.wait_for(lambda frames: len(audio(frames)) >= 3)
+        await pipeline.send(InterruptionFrame())
+        await emu.record.wait_for(lambda r: any(c.cancelled for c in r.contexts.values()))
+        turn = await play_turn(pipeline, NEXT, seed=5)
+    interrupted, following = emu.record.contexts.values()
+    assert interrupted.cancelled
+    assert not interrupted.done
+    assert following.transcript == NEXT
+    assert words(turn) == NEXT.split()
 
 
 # 8 -------------------------------------------------------------------------------
