@@ -1,9 +1,10 @@
 """Seeded fault injection: whole turns through the service against a faulty emulator.
 
 Each example is one `run_scenario` (see ``fault_injection.py``): two to four
-turns with drops, closes, 429s, 503s, stalls, a slow server or interruptions,
-then a plain turn; every invariant is checked from the frames and the emulator's
-record. CI runs a few seeds; ``python benchmarks/soak.py --runs 1000`` runs many.
+turns with drops, closes, 429s, 503s, a 400 on one sentence, stalls, a slow
+server or interruptions, then a plain turn; every invariant is checked from the
+frames and the emulator's record. CI runs a few seeds;
+``python benchmarks/soak.py --runs 1000 --jobs 4`` runs many.
 """
 
 from __future__ import annotations
