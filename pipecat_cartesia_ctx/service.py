@@ -72,6 +72,7 @@ from .protocol import (
     CartesiaConnectionError,
     CartesiaError,
     ConcurrencyLimitError,
+    Error,
     InvalidRequestError,
     QuotaExceededError,
     RateLimitError,
@@ -113,7 +114,9 @@ class CartesiaServiceStats:
         stale_events_dropped: Server events that arrived for cancelled,
             finished or unknown contexts and were dropped.
         characters_sent: Characters of text sent to Cartesia (replays included).
-        errors: Errors reported (turns failed, inputs skipped, connection lost).
+        errors: Error events Cartesia sent for the service's contexts (429, 5xx,
+            400, ...), plus connections refused for good (401/403, unreachable).
+            Dropped connections count in ``reconnects``.
         reconnects: Connections opened after the first.
         replayed_characters: Characters sent again after a lost context.
         connect_seconds: How long the last connection took to open.
@@ -651,7 +654,6 @@ class CartesiaContextTTSService(WebsocketTTSService):
     # -- retrying -------------------------------------------------------------------------
 
     def _schedule_retry(self, turn: _Turn, retry: Retry):
-        self._stats.errors += retry.kind is not FaultKind.CONNECTION
         logger.warning(
             f"{self}: turn {turn.context_id} lost its context ({retry.error}); "
             f"resuming (attempt {retry.attempt})"
@@ -709,6 +711,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
         while (context := await turn.opened.get()) is not None:
             try:
                 async for event in context.receive():
+                    self._stats.errors += isinstance(event, Error)
                     await self._do(
                         turn, turn.engine.event(context.context_id, event, time.monotonic())
                     )
@@ -750,7 +753,6 @@ class CartesiaContextTTSService(WebsocketTTSService):
         )
 
     async def _skipped(self, turn: _Turn, action: Skipped):
-        self._stats.errors += 1
         logger.warning(
             f"{self}: turn {turn.context_id}: Cartesia refused segment {action.flush_id} "
             f"({action.error}); skipped {action.text!r}, the turn goes on"
@@ -799,7 +801,6 @@ class CartesiaContextTTSService(WebsocketTTSService):
 
     async def _failed(self, turn: _Turn, action: Failed):
         """Report the error and stop the turn's audio at once, without its unvoiced words."""
-        self._stats.errors += 1
         self._expect_timestamps = turn.engine.expect_timestamps
         if not action.fatal:
             logger.warning(f"{self}: turn {turn.context_id} failed: {action.error}")

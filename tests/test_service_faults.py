@@ -377,6 +377,7 @@ async def test_a_429_that_persists_gives_up_with_one_non_fatal_error(make_emulat
     assert "429 concurrency_limited" in str(error.error)
     # "Given up after retry.max_attempts losses in a row": that many contexts refused.
     assert len(refused) == policy.max_attempts
+    assert tts.stats.errors == len(refused), "each 429 once, the give-up adds none"
 
 
 # 9 -------------------------------------------------------------------------------
@@ -418,7 +419,9 @@ async def test_a_refused_input_skips_its_segment_and_the_turn_goes_on(make_emula
     ids = [f.flush_id for f in flush_dones(turn)]
     assert ids == sorted(set(ids))
     assert [f for f in error_frames(pipeline) if f.fatal] == []
-    assert any(e.get("status_code") == 400 for c in emu.record.contexts.values() for e in c.errors)
+    refusals = [e for c in emu.record.contexts.values() for e in c.errors]
+    assert {e.get("status_code") for e in refusals} == {400}
+    assert tts.stats.errors == len(refusals), "each error event once"
     assert words(following) == NEXT.split()
     assert [f.text for f in flush_dones(following)] == [NEXT]
 
