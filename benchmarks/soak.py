@@ -53,10 +53,12 @@ async def soak(first: int, runs: int, jobs: int) -> list[Report]:
             reports.append(report)
             bad += bool(report.violations)
             status = "FAIL" if report.violations else "ok"
+            # One line redrawn on a terminal, a line per run in a log.
+            tty = sys.stdout.isatty()
             print(
-                f"\r{len(reports)}/{runs} runs, {bad} failing, "
+                "\r" * tty + f"{len(reports)}/{runs} runs, {bad} failing, "
                 f"{time.monotonic() - start:.0f} s, seed {seed}: {status}  ",
-                end="",
+                end="" if tty else "\n",
                 flush=True,
             )
 

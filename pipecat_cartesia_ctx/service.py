@@ -587,7 +587,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
             )
             await self.start_ttfb_metrics(start_time=time.time())
         elif isinstance(action, Retry):
-            self._schedule_retry(turn, action)
+            return self._schedule_retry(turn, action)
         elif isinstance(action, Skipped):
             await self._skipped(turn, action)
         elif isinstance(action, Failed):
@@ -653,20 +653,29 @@ class CartesiaContextTTSService(WebsocketTTSService):
 
     # -- retrying -------------------------------------------------------------------------
 
-    def _schedule_retry(self, turn: _Turn, retry: Retry):
+    def _schedule_retry(self, turn: _Turn, retry: Retry) -> list:
+        if retry.attempt >= self._retry.max_attempts:
+            logger.warning(
+                f"{self}: turn {turn.context_id}: giving up after {retry.attempt} losses "
+                f"in a row without audio ({retry.error})"
+            )
+            return turn.engine.fail(retry.error)
+        what = {
+            FaultKind.CONNECTION: "lost its connection",
+            FaultKind.RETRY: "was refused for now",
+            FaultKind.SKIP: "had an input refused (the sentence is found and skipped)",
+        }.get(retry.kind, "lost its context")
         logger.warning(
-            f"{self}: turn {turn.context_id} lost its context ({retry.error}); "
-            f"resuming (attempt {retry.attempt})"
+            f"{self}: turn {turn.context_id} {what}: {retry.error}; "
+            f"going on on a new context (attempt {retry.attempt})"
         )
         turn.retry = self.create_task(
             self._resume(turn, retry, time.monotonic()), name=f"cartesia-retry-{turn.context_id}"
         )
+        return []
 
     async def _resume(self, turn: _Turn, retry: Retry, lost_at: float):
         engine = turn.engine
-        if retry.attempt >= self._retry.max_attempts:
-            await self._do(turn, engine.fail(retry.error))
-            return
         try:
             if isinstance(retry.error, _LocalBudgetFull):
                 await self._wait_for_slot()

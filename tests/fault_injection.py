@@ -419,7 +419,7 @@ async def run_scenario(seed: int) -> Report:
     finally:
         with contextlib.suppress(Exception):
             await emu.stop()
-    report.seconds = time.monotonic() - started_at
+    report.seconds = round(time.monotonic() - started_at, 2)
     return report
 
 
