@@ -699,10 +699,16 @@ class TurnEngine:
             or self._attempts
         ):
             return []
-        self._move(TurnPhase.ENDED)
         if self._opened == 0:
+            self._move(TurnPhase.ENDED)
             return [Ended(silent=True)]
-        return [*self._report_through(len(self._segments)), Ended()]
+        actions = self._report_through(len(self._segments))
+        if self._released == 0 and self._skipped:
+            # Every sentence was refused: the turn said nothing, and that is its error.
+            *_, last = self._skipped.values()
+            return actions + self.fail(last.error)
+        self._move(TurnPhase.ENDED)
+        return [*actions, Ended()]
 
     # -- the phase ------------------------------------------------------------------------
 

@@ -429,6 +429,23 @@ async def test_a_refused_input_skips_its_segment_and_the_turn_goes_on(make_emula
 # 10 ------------------------------------------------------------------------------
 
 
+async def test_a_turn_refused_in_full_is_one_clear_error_and_the_next_turn_plays(make_emulator):
+    emu = await make_emulator(pacing=FAST)
+    emu.faults.refuse_transcripts_containing = "purple"
+    tts = make_tts(emu)
+    async with running_pipeline(tts) as pipeline:
+        refused = await play_turn(pipeline, "The sky turned purple at dusk.", seed=3)
+        emu.faults.refuse_transcripts_containing = None
+        following = await play_turn(pipeline, NEXT, seed=5)
+        assert tts.is_usable
+    assert audio(refused) == []
+    assert words(refused) == [], "nothing voiced, nothing in the context"
+    [error] = error_frames(pipeline)  # ours; not pipecat's "completed with no audio" too
+    assert not error.fatal
+    assert "400" in str(error.error)
+    assert words(following) == NEXT.split()
+
+
 async def test_ten_silent_turns_open_nothing_and_fail_nothing(make_emulator):
     emu = await make_emulator(pacing=FAST)
     tts = make_tts(emu)

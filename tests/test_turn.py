@@ -517,6 +517,27 @@ def test_a_refused_input_is_found_one_segment_at_a_time_and_skipped_alone():
     assert sim.actions[-1] == Ended()
 
 
+def test_a_turn_whose_every_sentence_is_refused_fails_with_that_error():
+    text = "Say the forbidden word now."
+
+    def refuse(pushed: str) -> CartesiaAPIError | None:
+        return InvalidRequestError("invalid transcript") if "forbidden" in pushed else None
+
+    sim = server(text, refuse=refuse)
+    sim.feed(text)
+    sim.end_input()
+    sim.run()
+    assert sim.audio == b""
+    assert sim.words == []
+    [skipped] = sim.of(Skipped)
+    [failed] = sim.of(Failed)
+    assert skipped.text == text
+    assert failed.error is skipped.error
+    assert sim.actions[-1] == failed
+    assert sim.of(Ended) == []
+    assert sim.engine.phase is TurnPhase.FAILED
+
+
 def test_a_400_cutting_the_segment_before_it_short_replays_that_segment_from_its_last_word():
     sentences = ["One two three. ", "Four five six. ", "Bad seven eight. ", "Nine ten."]
     text = "".join(sentences)
