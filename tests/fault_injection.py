@@ -15,7 +15,9 @@ invariants a user relies on:
   emulator context is left behind;
 - the words pipecat records as spoken were voiced by the server;
 - a 400 skips exactly the segment holding the refused word (the sentence, as
-  the segmenter cuts it), which is never voiced, and the rest of the turn is.
+  the segmenter cuts it), which is never voiced, and the rest of the turn is;
+- no fault is an error: the only `ErrorFrame` allowed is one for a turn whose
+  every segment a 400 refused.
 
 A broken invariant is recorded as a violation in the `Report`, never raised, so
 the CI test and the soak command (``benchmarks/soak.py``) can name the seed.
@@ -35,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pipecat.frames.frames import (
+    ErrorFrame,
     Frame,
     InterruptionFrame,
     TTSStartedFrame,
@@ -331,6 +334,12 @@ def _check_skip(name, turn, said, dones, voiced, report):
         report.violations.append(f"{name}: words {_diff(said, kept)}")
 
 
+def _refused_in_full(turn: _Turn) -> bool:
+    """Whether a 400 refuses every segment of the turn (its one segment, in practice)."""
+    segments = [s for s in _segments(turn.text) if s.strip()]
+    return turn.refused is not None and all(turn.refused in s for s in segments)
+
+
 def _segments(text: str) -> list[str]:
     """The turn's segments as the service's segmenter cuts them (at its defaults)."""
     segmenter, at = Segmenter(), Position()
@@ -406,6 +415,16 @@ async def run_scenario(seed: int) -> Report:
                 ]
                 if words != PLAIN.split():
                     report.violations.append("the final plain turn did not play fully")
+            refused_in_full = sum(map(_refused_in_full, turns))
+            errors = [
+                str(f.error)
+                for f in [*pipeline.up.frames, *pipeline.down.frames]
+                if isinstance(f, ErrorFrame)
+            ]
+            if len(errors) != refused_in_full or not all("400" in e for e in errors):
+                report.violations.append(
+                    f"ErrorFrames {errors}; expected {refused_in_full}, each naming the 400"
+                )
             late = [
                 type(f).__name__
                 for f in frames
