@@ -141,7 +141,13 @@ class _Unspoken:
     """An audio-context item: the text of a skipped segment, where its audio would have been."""
 
     text: str
-    context_id: str
+
+
+# The pts of a skipped segment's words on their way through pipecat's word
+# matching (real ones are >= 0): every word frame built from them is dropped,
+# also when pipecat holds them until their sentence is complete and builds the
+# frames later (checked against pipecat 1.14).
+_UNSPOKEN_PTS = -1
 
 
 @dataclass(eq=False)
@@ -768,9 +774,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
         )
         if turn.engine.expect_timestamps and self.audio_context_available(turn.context_id):
             # In playback order, so pipecat's word matching passes over it unspoken.
-            await self.append_to_audio_context(
-                turn.context_id, _Unspoken(action.text, turn.context_id)
-            )
+            await self.append_to_audio_context(turn.context_id, _Unspoken(action.text))
 
     async def _push_audio_context_item(self, context_id: str, item, playback):
         if not isinstance(item, _Unspoken):
@@ -778,13 +782,28 @@ class CartesiaContextTTSService(WebsocketTTSService):
             return
         # pipecat's sequencer matches timed words to the turn's text in order:
         # walk it past the skipped text, so the next sentence's words are not
-        # matched into it, and keep only what is not a spoken word or progress.
+        # matched into it.
         sequencer = self._aggregated_frame_sequencer
-        pts = self._word_timestamp_tracker.last_pts or 0
         for word in item.text.split():
-            for frame in sequencer.process_word(word, pts, item.context_id):
-                if not isinstance(frame, TTSTextFrame | AggregatedTextProgressFrame):
-                    await self.push_frame(frame)
+            for frame in self._without_unspoken(
+                sequencer.process_word(word, _UNSPOKEN_PTS, context_id)
+            ):
+                await self.push_frame(frame)
+
+    async def _push_sequencer_frames(self, frames: list[Frame], context_id: str | None):
+        # Words pipecat held until their sentence was complete come back here.
+        await super()._push_sequencer_frames(self._without_unspoken(frames), context_id)
+
+    def _without_unspoken(self, frames: list[Frame]) -> list[Frame]:
+        """Drop the word and progress frames built from a skipped segment's words."""
+        kept = []
+        for frame in frames:
+            if frame.pts == _UNSPOKEN_PTS:
+                if isinstance(frame, TTSTextFrame | AggregatedTextProgressFrame):
+                    continue
+                frame.pts = self._word_timestamp_tracker.last_pts  # e.g. unblocked skipped text
+            kept.append(frame)
+        return kept
 
     async def _segment_done(self, turn: _Turn, action: SegmentDone):
         if self._wire_rate != self.sample_rate:

@@ -14,6 +14,9 @@ from helpers import new_context
 from pipecat.frames.frames import (
     ErrorFrame,
     InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
     MetricsFrame,
     TTSSpeakFrame,
     TTSStartedFrame,
@@ -22,7 +25,15 @@ from pipecat.frames.frames import (
 from pipecat.pipeline.task import PipelineParams
 from pipecat.tests.utils import run_test
 from pipeline_harness import running_pipeline
-from service_helpers import audio, flush_dones, llm_turn, make_tts, segment_order, words
+from service_helpers import (
+    audio,
+    flush_dones,
+    llm_turn,
+    make_tts,
+    segment_order,
+    tokens,
+    words,
+)
 
 from pipecat_cartesia_ctx import CartesiaResumeMetricsData
 from pipecat_cartesia_ctx.client import CartesiaConnection
@@ -427,6 +438,28 @@ async def test_a_refused_input_skips_its_segment_and_the_turn_goes_on(make_emula
 
 
 # 10 ------------------------------------------------------------------------------
+
+
+async def test_a_skipped_clause_stays_out_of_the_context_while_the_llm_is_mid_sentence(
+    make_emulator,
+):
+    # pipecat holds timed words until the LLM has written their whole sentence;
+    # here the clause after the refused one plays before the sentence is complete.
+    head = "The first part is here, the purple part follows, and then the last "
+    tail = "part ends it."
+    emu = await make_emulator(pacing=FAST)
+    emu.faults.refuse_transcripts_containing = "purple"
+    tts = make_tts(emu, flush_on="clause")
+    async with running_pipeline(tts) as pipeline:
+        await pipeline.send(LLMFullResponseStartFrame(), *map(LLMTextFrame, tokens(head, 3)))
+        await pipeline.down.wait_for(lambda frames: any(a.flush_id == 3 for a in audio(frames)))
+        await pipeline.send(*map(LLMTextFrame, tokens(tail, 4)), LLMFullResponseEndFrame())
+        await pipeline.down.wait_for(lambda frames: stopped(frames) == 1)
+        turn = list(pipeline.down.frames)
+    spoken = [w for c in emu.record.contexts.values() for w in c.spoken]
+    kept = "The first part is here, and then the last part ends it."
+    assert spoken == kept.split()
+    assert words(turn) == kept.split(), "the skipped clause is not in the context"
 
 
 async def test_a_turn_refused_in_full_is_one_clear_error_and_the_next_turn_plays(make_emulator):
