@@ -238,7 +238,11 @@ class Segmenter:
             if boundary is not None and self._flushes_at(boundary, at):
                 return cut, True
             best = cut
-        if final and best < len(buffer) and (not at.opening or is_speakable(buffer)):
+        # The end pushes what is left; only a turn with nothing speakable at all
+        # pushes nothing (it opens no context). Later leftovers are the turn's
+        # text even where no context will speak them.
+        opening_turn = at.opening and at.first_segment
+        if final and best < len(buffer) and (not opening_turn or is_speakable(buffer)):
             return len(buffer), False
         if self.whole_segments and not final:
             return 0, False  # the segment goes out whole, at its flush or at the end

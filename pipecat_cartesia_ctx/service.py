@@ -886,11 +886,12 @@ class CartesiaContextTTSService(WebsocketTTSService):
     async def _record_context_audio_outcome(self, context_id: str, received_audio: bool):
         # A failed turn has had its one clear error; pipecat would add a
         # "completed with no audio" one for the same turn.
-        if context_id in self._failed_turns:
-            self._failed_turns.discard(context_id)
+        failed = context_id in self._failed_turns
+        self._failed_turns.discard(context_id)
+        if failed and not received_audio:
             return
         await super()._record_context_audio_outcome(context_id, received_audio)
 
     def _drop_unvoiced(self, context_id: str):
-        keep = set(self.get_audio_contexts()) | {self._turn_context_id} - {None, context_id}
-        self._aggregated_frame_sequencer.clear(keep_contexts=keep - {context_id})
+        keep = (set(self.get_audio_contexts()) | {self._turn_context_id}) - {None, context_id}
+        self._aggregated_frame_sequencer.clear(keep_contexts=keep)

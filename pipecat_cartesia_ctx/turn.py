@@ -139,7 +139,6 @@ class _Attempt:
     first_segment: int
     offset: int
     sent_to: TextPos  # how far into the turn's text its input has gone
-    careful: int = 0  # after a 400: one segment at a time, through this turn segment
     skip: int = 0  # replayed audio bytes still to drop (they were played already)
     ledger: SegmentLedger = field(default_factory=SegmentLedger)
     heard: set[int] = field(default_factory=set)  # local segments with audio
@@ -216,9 +215,11 @@ class TurnEngine:
         self._skipped: dict[int, Skipped] = {}  # reported in order, with the audio
         self._attempts: list[_Attempt] = []  # live ones, in order: the first one plays
         self._opened = 0  # attempts ever opened
-        # Where the next attempt's text starts, the replayed audio it drops, and
-        # through which segment it goes carefully (after a 400).
-        self._next: tuple[TextPos, int, int] = ((1, 0), 0, 0)
+        # Where the next attempt's text starts, and the replayed audio it drops.
+        self._next: tuple[TextPos, int] = ((1, 0), 0)
+        # After a 400: one segment at a time, each once the one before it is
+        # heard, so the next 400 names its segment (the first one not heard).
+        self._careful = False
         self._sent_high: TextPos = (1, 0)  # the furthest any attempt's input has gone
         self._released = 0  # audio bytes gone downstream, every attempt
         self._segment_bytes: dict[int, int] = {}
@@ -301,7 +302,7 @@ class TurnEngine:
             return []
         if attempt.has_input and attempt.sent_to == (len(self._segments), 0):
             attempt.ledger.closed()
-            self._next = (attempt.sent_to, 0, 0)
+            self._next = (attempt.sent_to, 0)
             return [Close(attempt.context_id)]
         self._move(TurnPhase.SWITCHING)
         return []
@@ -418,10 +419,8 @@ class TurnEngine:
         last = len(self._segments)
         while True:
             segment, offset = attempt.sent_to
-            if attempt.careful >= segment > attempt.first_segment and not self._acked(
-                attempt, segment - 1
-            ):
-                break  # after a 400, a segment waits for the one before it to be heard
+            if self._waits(attempt, segment):
+                break
             piece = "" if segment in self._skipped else self._segments[segment - 1][offset:]
             if piece:
                 self._sent_at.setdefault(segment, now)
@@ -438,14 +437,14 @@ class TurnEngine:
                 # The sentence ended: the next one opens a context with the new settings.
                 attempt.ledger.closed()
                 actions.append(Close(attempt.context_id))
-                self._next = (attempt.sent_to, 0, 0)
+                self._next = (attempt.sent_to, 0)
                 self._move(TurnPhase.STREAMING)
                 return actions + self._catch_up(now)
         return actions
 
     def _open(self) -> _Attempt | None:
         """A new attempt from where the next one starts, if anything speakable is there."""
-        (segment, offset), skip, careful = self._next
+        (segment, offset), skip = self._next
         last = len(self._segments)
         while True:
             piece = "" if segment in self._skipped else self._segments[segment - 1][offset:]
@@ -457,11 +456,11 @@ class TurnEngine:
                 return None  # wait for more text: a context cannot open on this
             # Nothing to say in the rest of this segment: it is voiced as far as it goes.
             segment, offset, skip = segment + 1, 0, 0
-        self._next = ((segment, offset), skip, careful)
+        self._next = ((segment, offset), skip)
         self._opened += 1
         context_id = self.context_id if self._opened == 1 else f"{self.context_id}-{self._opened}"
         self.replayed_characters += self._characters((segment, offset), self._sent_high)
-        attempt = _Attempt(context_id, segment, offset, (segment, offset), careful, skip)
+        attempt = _Attempt(context_id, segment, offset, (segment, offset), skip)
         self._attempts.append(attempt)
         return attempt
 
@@ -484,8 +483,15 @@ class TurnEngine:
         ):
             return []
         attempt.ledger.closed()
-        self._next = (attempt.sent_to, 0, 0)
+        self._next = (attempt.sent_to, 0)
         return [Close(attempt.context_id)]
+
+    def _waits(self, attempt: _Attempt, segment: int) -> bool:
+        """After a 400, a segment waits until the one before it (skipped ones aside) is heard."""
+        if not self._careful:
+            return False
+        before = [n for n in range(attempt.first_segment, segment) if n not in self._skipped]
+        return bool(before) and not self._acked(attempt, before[-1])
 
     def _acked(self, attempt: _Attempt, segment: int) -> bool:
         local = segment - attempt.first_segment + 1
@@ -508,7 +514,7 @@ class TurnEngine:
         if local not in attempt.heard:
             attempt.heard.add(local)
             self._heard_at.setdefault(attempt.turn_segment(local), now)
-            if attempt.careful:
+            if self._careful:
                 actions += self._catch_up(now) + self._close_if_complete()
         if data:
             if attempt.held and attempt.held[-1].local == local:
@@ -549,9 +555,11 @@ class TurnEngine:
                 self.expect_timestamps = False  # a server without timestamps: hold nothing
             attempt.heard.add(segment.number)
         for held in attempt.held:
-            held.complete = held.local <= attempt.done_through
+            # After done, audio the ledger filed past its segments (numbering it
+            # cannot place) is complete too, or the attempt would never leave.
+            held.complete = held.local <= attempt.done_through or attempt.finished
         actions = self._release(attempt)
-        if attempt.careful:
+        if self._careful:
             actions += self._catch_up(now) + self._close_if_complete()
         return actions
 
@@ -573,6 +581,7 @@ class TurnEngine:
     def _release_head(self, attempt: _Attempt) -> list[Action]:
         # What came before the playing attempt's text is over (voiced, or skipped).
         actions = self._report_through(attempt.first_segment - 1)
+        # Run by run: a segment's audio, then its words, then its end.
         while attempt.held:
             held = attempt.held[0]
             limit = len(held.data)
@@ -584,6 +593,12 @@ class TurnEngine:
             if held.data or not held.complete:
                 break
             attempt.held.popleft()
+            actions += self._played_out(attempt)
+        return actions + self._played_out(attempt)
+
+    def _played_out(self, attempt: _Attempt) -> list[Action]:
+        """The words, then the segments, whose audio has all gone downstream."""
+        actions: list[Action] = []
         words = []
         while attempt.words and attempt.words[0][2] <= attempt.released:
             word, start, _, position = attempt.words.popleft()
@@ -592,7 +607,6 @@ class TurnEngine:
                 words.append((word, (attempt.base or 0.0) + start))
         if words:
             actions.append(Words(tuple(words)))
-        # Segments whose audio has all gone downstream are done.
         through = attempt.done_through
         if attempt.held:
             through = min(through, attempt.held[0].local - 1)
@@ -647,11 +661,10 @@ class TurnEngine:
                 # Replayed bytes it had still to drop were played before, too.
                 start, skip = attempt.position(local), attempt.played.get(local, 0) + attempt.skip
         actions: list[Action] = []
-        careful = 0
         if kind is FaultKind.SKIP:
-            culprit = self._unacked(attempt) if attempt.careful else None
+            culprit = self._unacked(attempt) if self._careful else None
             if culprit is None:
-                careful = len(self._segments)  # find it: one segment at a time
+                self._careful = True  # find it: one segment at a time from now on
             elif culprit == attempt.first_segment and not attempt.heard and self._refused_opening:
                 # Two contexts in a row refused at their first input: it is the
                 # settings (voice, format) that are refused, not one input.
@@ -667,23 +680,22 @@ class TurnEngine:
                     self._segments.append("")  # what follows is a new segment
                 if start[0] >= culprit:
                     start, skip = (culprit + 1, 0), 0
-                careful = attempt.careful
-                self._losses = 0
+                self._losses = 0  # progress: each skip removes a segment for good
         actions += self._drop_attempts(index)
-        self._next = (start, skip, careful)
+        self._next = (start, skip)
         self._losses += 1
         self._move(TurnPhase.RESUMING)
         actions.append(Retry(error, kind, self._losses))
         return actions
 
     def _unacked(self, attempt: _Attempt) -> int | None:
-        """The turn segment sent on ``attempt`` and not heard yet, if there is one."""
+        """The first turn segment sent on ``attempt`` and not heard yet, if there is one."""
         segment, offset = attempt.sent_to
-        if offset == 0 and segment > attempt.first_segment:
-            segment -= 1
-        if segment < attempt.first_segment or self._acked(attempt, segment):
-            return None
-        return segment
+        last = segment - 1 if offset == 0 and segment > attempt.first_segment else segment
+        for n in range(attempt.first_segment, last + 1):
+            if n not in self._skipped and not self._acked(attempt, n):
+                return n
+        return None
 
     def _drop_attempts(self, index: int) -> list[Action]:
         """Give up the attempts from ``index`` on: cancel them, forget their audio."""

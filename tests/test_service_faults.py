@@ -440,6 +440,35 @@ async def test_a_refused_input_skips_its_segment_and_the_turn_goes_on(make_emula
 # 10 ------------------------------------------------------------------------------
 
 
+async def test_refused_sentences_arriving_during_the_search_are_each_skipped_once(make_emulator):
+    sentences = [
+        "The purple sky is here. ",
+        "Then it rained a lot. ",
+        "A purple rain it was. ",
+        "And the last one ends it.",
+    ]
+    emu = await make_emulator(pacing=FAST)
+    emu.faults.refuse_transcripts_containing = "purple"
+    tts = make_tts(emu)
+    async with running_pipeline(tts) as pipeline:
+        await pipeline.send(
+            LLMFullResponseStartFrame(), *map(LLMTextFrame, tokens(sentences[0], 1))
+        )
+        # The rest of the answer comes while the service looks for the refused input.
+        await emu.record.wait_for(lambda r: any(c.errors for c in r.contexts.values()))
+        rest = "".join(sentences[1:])
+        await pipeline.send(*map(LLMTextFrame, tokens(rest, 2)), LLMFullResponseEndFrame())
+        await pipeline.down.wait_for(lambda frames: stopped(frames) == 1)
+        turn = list(pipeline.down.frames)
+    # Each refused sentence costs at most two contexts: the one refused, and its search.
+    assert len(emu.record.contexts) <= 1 + 2 * 2
+    kept = [sentences[1], sentences[3]]
+    assert [w for c in emu.record.contexts.values() for w in c.spoken] == "".join(kept).split()
+    assert words(turn) == "".join(kept).split()
+    assert [f.text for f in flush_dones(turn)] == kept
+    assert error_frames(pipeline) == []
+
+
 async def test_a_skipped_clause_stays_out_of_the_context_while_the_llm_is_mid_sentence(
     make_emulator,
 ):

@@ -97,7 +97,7 @@ def turns(draw, max_sentences: int = 5) -> str:
         tokens += words
     tokens = [t for i, t in enumerate(tokens) if i == 0 or t != tokens[i - 1]]
     after = draw(st.lists(st.sampled_from(GAPS), min_size=len(tokens), max_size=len(tokens)))
-    ending = draw(st.sampled_from(["", "", " ", "\n"]))
+    ending = draw(st.sampled_from(["", "", " ", "\n", "  ", " \n"]))
     return "".join(t + g for t, g in zip(tokens, after, strict=True)).rstrip() + ending
 
 
@@ -429,6 +429,63 @@ def test_after_an_interruption_nothing_more_goes_downstream_without_timestamps(*
 
 
 # -- refusals and the failure policy ------------------------------------------------------
+
+
+@st.composite
+def refused_turns(draw) -> tuple[str, set[str]]:
+    """A turn, and one to three of its words the server refuses (a 400 for any input with one)."""
+    text = draw(turns())
+    words = sorted(set(text.split()))
+    bad = draw(st.sets(st.sampled_from(words), min_size=1, max_size=3))
+    return text, bad
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    turn=refused_turns(),
+    cuts=cuts,
+    pauses=pauses,
+    drops=drop_points,
+    switches=switch_points,
+    chunk_size=chunk_sizes,
+    pick=picks,
+    seed=st.integers(0, 2**16),
+)
+def test_refused_inputs_are_skipped_whole_and_everything_else_is_voiced_once(
+    turn, cuts, pauses, drops, switches, chunk_size, pick, seed
+):
+    text, bad = turn
+
+    def refuse(pushed: str) -> CartesiaAPIError | None:
+        refused = any(word in pushed.split() for word in bad)
+        return InvalidRequestError("invalid transcript") if refused else None
+
+    sim = server(text, pick=pick, seed=seed, chunk_size=chunk_size, refuse=refuse)
+    play(sim, tokenize(text, cuts), pauses=pauses, drops=drops, switches=switches)
+    assert sim.violations == []
+    spoken = [w for w, _ in sim.words]
+    assert not set(spoken) & bad, "no refused word is voiced"
+    skipped = sim.of(Skipped)
+    assert len({s.flush_id for s in skipped}) == len(skipped), "each segment skipped once"
+    assert all(set(s.text.split()) & bad for s in skipped), "only a segment with a refused word"
+    # Words voiced and text skipped, in the order they come: the turn's words, once each.
+    stream = []
+    for action in sim.actions:
+        if isinstance(action, Words):
+            stream += [w for w, _ in action.words]
+        elif isinstance(action, Skipped):
+            stream += action.text.split()
+    order = [a.flush_id for a in sim.actions if isinstance(a, SegmentDone | Skipped)]
+    assert order == sorted(order)
+    if sim.engine.phase is TurnPhase.ENDED:
+        assert stream == text.split()
+        assert sim.actions[-1] == Ended()
+    else:
+        # Given up (two contexts in a row refused at their first input, or
+        # max_attempts losses without audio): what came out is a beginning.
+        assert sim.engine.phase is TurnPhase.FAILED
+        assert stream == text.split()[: len(stream)]
+        assert sim.of(Failed) == [sim.actions[-1]]
 
 
 def test_a_429_is_retried_and_the_attempt_count_resets_once_audio_played():

@@ -69,6 +69,7 @@ SAMPLE_WIDTH = 2
 # other rates it does not (test_a_word_end_that_is_not_exact_in_floating_point...).
 BYTES_PER_SECOND = 16000
 SILENCE = 4
+MAX_EVENTS = 20_000  # a turn that needs more never settles: a loop
 
 
 def voice_of(text: str) -> dict[str, int]:
@@ -301,9 +302,11 @@ class FakeCartesia:
         return True
 
     def run(self) -> None:
-        """Deliver everything queued, and what it leads to."""
-        while self.step():
-            pass
+        """Deliver everything queued, and what it leads to (a loop fails, never hangs)."""
+        for _ in range(MAX_EVENTS):
+            if not self.step():
+                return
+        raise AssertionError(f"still busy after {MAX_EVENTS} events: the turn never settles")
 
     # -- the server side ----------------------------------------------------------------
 
@@ -433,6 +436,7 @@ def play(
         inputs += 1
 
     def deliver(count: float) -> None:
+        count = min(count, MAX_EVENTS)
         while count > 0 and sim.pending:
             count -= 1
             before_input()
@@ -453,4 +457,5 @@ def play(
     before_input()
     sim.end_input()
     deliver(float("inf"))
+    assert not sim.pending, f"still busy after {MAX_EVENTS} events: the turn never settles"
     return inputs
