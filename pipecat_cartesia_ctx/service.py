@@ -253,20 +253,25 @@ class CartesiaContextTTSService(WebsocketTTSService):
             **kwargs: Passed to `WebsocketTTSService`.
         """
         defaults = self.Settings(
-            model="sonic-3",
+            model="sonic-3.6",  # pipecat 1.14's default, so swapping the class keeps the model
             voice=None,
             language=Language.EN,
             generation_config=None,
             pronunciation_dict_id=None,
         )
+        # The deprecated arguments, warned about and applied as pipecat does.
         if voice_id is not None:
+            self._warn_init_param_moved_to_settings("voice_id", "voice")
             defaults.voice = voice_id
         if model is not None:
+            self._warn_init_param_moved_to_settings("model", "model")
             defaults.model = model
-        if params is not None and settings is None:
-            defaults.language = params.language
-            defaults.generation_config = params.generation_config
-            defaults.pronunciation_dict_id = params.pronunciation_dict_id
+        if params is not None:
+            self._warn_init_param_moved_to_settings("params")
+            if not settings:
+                for name in ("language", "generation_config", "pronunciation_dict_id"):
+                    if (value := getattr(params, name)) is not None:
+                        setattr(defaults, name, value)
         if settings is not None:
             defaults.apply_update(settings)
         # Our own failure policy: a silent turn ("...", a skipped input) is not a
@@ -349,28 +354,6 @@ class CartesiaContextTTSService(WebsocketTTSService):
         await super().start(frame)
         self._wire_rate = next((r for r in SAMPLE_RATES if r >= self.sample_rate), SAMPLE_RATES[-1])
         await self._connect()
-
-    async def start_ttfb_metrics(self, *, start_time: float | None = None):
-        """Start TTFB at the turn's first text on the wire.
-
-        The base class starts TTFB when a turn's audio context opens, before the
-        first push (which waits for a few words); this service passes the
-        moment the first text was sent instead, and ignores the base's call.
-
-        Args:
-            start_time: Wall-clock time the first text was sent.
-        """
-        if start_time is not None:
-            await super().start_ttfb_metrics(start_time=start_time)
-
-    async def stop_ttfb_metrics(self, *, end_time: float | None = None):
-        """Stop TTFB at the turn's first chunk received, not when it is played.
-
-        Args:
-            end_time: Wall-clock time the first chunk arrived.
-        """
-        if end_time is not None:
-            await super().stop_ttfb_metrics(end_time=end_time)
 
     @traced_tts
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
