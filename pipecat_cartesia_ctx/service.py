@@ -78,6 +78,7 @@ from .protocol import (
     RateLimitError,
     ServerError,
 )
+from .protocol.text import is_speakable
 from .reconnect import ConnectionKeeper, RetryPolicy
 from .segmenter import FlushOn, Segmenter
 from .turn import (
@@ -570,10 +571,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
         elif isinstance(action, Cancel):
             await self._cancel_context(turn, action.context_id)
         elif isinstance(action, StartAudio):
-            await self.create_audio_context(turn.context_id)
-            await self.append_to_audio_context(
-                turn.context_id, TTSStartedFrame(context_id=turn.context_id)
-            )
+            await self._open_audio(turn.context_id)
             await self.start_ttfb_metrics(start_time=time.time())
         elif isinstance(action, Retry):
             return self._schedule_retry(turn, action)
@@ -750,6 +748,19 @@ class CartesiaContextTTSService(WebsocketTTSService):
             pre_merge_tokens=cjk,
         )
 
+    async def _register_spoken_text(self, src_frame, text: str, context_id: str):
+        # Open the turn's audio (its TTSStartedFrame) before its first words are
+        # registered, as pipecat's own service does, once there is something to
+        # say: a "..." turn opens none.
+        if is_speakable(text):
+            await self._open_audio(context_id)
+        await super()._register_spoken_text(src_frame, text, context_id)
+
+    async def _open_audio(self, context_id: str):
+        if not self.audio_context_available(context_id):
+            await self.create_audio_context(context_id)
+            await self.append_to_audio_context(context_id, TTSStartedFrame(context_id=context_id))
+
     async def _skipped(self, turn: _Turn, action: Skipped):
         logger.warning(
             f"{self}: turn {turn.context_id}: Cartesia refused segment {action.flush_id} "
@@ -834,8 +845,8 @@ class CartesiaContextTTSService(WebsocketTTSService):
         self._expect_timestamps = turn.engine.expect_timestamps
         if action.silent:
             self._drop_unvoiced(turn.context_id)
-        elif self.audio_context_available(turn.context_id):
-            if turn.engine.skipped and turn.engine.expect_timestamps:
+        if self.audio_context_available(turn.context_id):
+            if not action.silent and turn.engine.skipped and turn.engine.expect_timestamps:
                 # Every word played was timed; what pipecat would complete is the skipped text.
                 self._unvoiced_dropped.add(turn.context_id)
             await self.append_to_audio_context(

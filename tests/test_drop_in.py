@@ -1,7 +1,8 @@
 """Swapping pipecat's `CartesiaTTSService` for ours keeps what a bot relies on.
 
-The same default model, the same deprecation warnings for the same old
-arguments, and pipecat's metrics API working as on any pipecat service.
+The same frames in the same order (ours adding only its own frame types), the
+same default model, the same deprecation warnings for the same old arguments,
+and pipecat's metrics API working as on any pipecat service.
 """
 
 from __future__ import annotations
@@ -9,16 +10,28 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from pipecat.frames.frames import MetricsFrame
+from pipecat.frames.frames import (
+    MetricsFrame,
+    TTSAudioRawFrame,
+    TTSSpeakFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+    TTSTextFrame,
+)
 from pipecat.metrics.metrics import TTFBMetricsData
 from pipecat.pipeline.task import PipelineParams
 from pipecat.services.cartesia.tts import CartesiaTTSService
+from pipecat.services.tts_service import TextAggregationMode
+from pipecat.tests.utils import run_test
 from pipecat.transcriptions.language import Language
 from pipecat.utils import deprecation
 from pipeline_harness import running_pipeline
-from service_helpers import VOICE, make_tts
+from service_helpers import VOICE, llm_turn, make_tts
 
-from pipecat_cartesia_ctx import CartesiaContextTTSService
+from pipecat_cartesia_ctx import CartesiaContextTTSService, CartesiaFlushDoneFrame
+from pipecat_cartesia_ctx.emulator import Pacing
+
+OURS_ONLY = (CartesiaFlushDoneFrame,)
 
 
 def build(cls, **kwargs):
@@ -89,3 +102,39 @@ async def test_pipecats_metrics_api_works_without_times(make_emulator):
         await pipeline.down.wait_for(lambda frames: ttfb(frames))
         [measured] = ttfb(pipeline.down.frames)
     assert measured.value > 0, "stop_all_metrics() ends the TTFB a plain start began"
+
+
+def _frames_a_bot_sees(down: list) -> tuple[list[str], list[str]]:
+    """The types of the non-audio frames in order, and the words, our own frame types left out."""
+    types = [type(f).__name__ for f in down if not isinstance(f, (TTSAudioRawFrame, *OURS_ONLY))]
+    return types, [f.text for f in down if isinstance(f, TTSTextFrame)]
+
+
+def _audio_inside_started_and_stopped(down: list) -> bool:
+    marks = {TTSStartedFrame: "start", TTSAudioRawFrame: "audio", TTSStoppedFrame: "stop"}
+    kinds = [name for f in down for kind, name in marks.items() if isinstance(f, kind)]
+    return kinds[0] == "start" and kinds[-1] == "stop" and "audio" in kinds
+
+
+@pytest.mark.parametrize("mode", [TextAggregationMode.TOKEN, TextAggregationMode.SENTENCE])
+@pytest.mark.parametrize("bot", ["llm", "speak"])
+async def test_the_same_bot_gets_the_same_frames_from_both_services(make_emulator, mode, bot):
+    text = "Hello there, my friend. How are you today? I am fine, thanks."
+    frames = llm_turn(text, seed=1) if bot == "llm" else [TTSSpeakFrame(text)]
+    emu = await make_emulator(pacing=Pacing(first_chunk_ms=5, speed=20.0))
+    theirs = CartesiaTTSService(
+        api_key="k",
+        url=emu.url,
+        settings=CartesiaTTSService.Settings(voice=VOICE),
+        sample_rate=24000,
+        text_aggregation_mode=mode,
+    )
+    their_down, their_up = await run_test(theirs, frames_to_send=frames)
+    our_down, our_up = await run_test(
+        make_tts(emu, text_aggregation_mode=mode), frames_to_send=frames
+    )
+    assert _frames_a_bot_sees(our_down) == _frames_a_bot_sees(their_down)
+    assert [type(f).__name__ for f in our_up] == [type(f).__name__ for f in their_up]
+    assert _audio_inside_started_and_stopped(our_down)
+    assert _audio_inside_started_and_stopped(their_down)
+    assert any(isinstance(f, CartesiaFlushDoneFrame) for f in our_down), "ours adds its own"
