@@ -9,7 +9,7 @@
 Copy it and swap in the LLM, speech-to-text and transport of your choice; the
 TTS line is the only one this package changes. It needs real services:
 
-    pip install "pipecat-ai[runner,webrtc,daily,silero,openai,cartesia]" pipecat-cartesia-ctx
+    pip install -e . "pipecat-ai[runner,webrtc,daily,silero,openai,cartesia]"  # in this repo
     export CARTESIA_API_KEY=... OPENAI_API_KEY=...
     python examples/foundational_voice_bot.py               # browser, at http://localhost:7860
     python examples/foundational_voice_bot.py -t daily      # a Daily room

@@ -116,6 +116,20 @@ def test_realtime_streaming_plays_through_ffplay_and_survives_its_failure(
         assert played.read_bytes() == wav.tobytes(), "ffplay got exactly the audio of the WAV"
 
 
+def test_the_minimal_pipeline_prints_each_segment_with_its_metrics():
+    command = [sys.executable, str(ROOT / "examples" / "minimal_pipeline.py")]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=OFFLINE_ENV, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "segment 1 done: 'Hello there. '" in out
+    assert "segment 2 done: 'This pipeline runs offline, on the emulator.'" in out
+    metrics = re.findall(r"segment (\d) metrics: first byte after \d+\.\d{3} s", out)
+    assert metrics == ["1", "2"]
+    assert "contexts_opened=1" in out
+
+
 def test_continuations_example_shows_verbatim_concatenation(tmp_path):
     out = run_example("continuations.py", tmp_path, "--fast")
     assert "'Sonic.', 'How'" in out
