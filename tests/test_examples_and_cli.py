@@ -16,6 +16,7 @@ import pytest
 from helpers import S16_24K, collect, new_context
 
 from pipecat_cartesia_ctx.client import CartesiaConnection
+from pipecat_cartesia_ctx.emulator import SyntheticVoice
 from pipecat_cartesia_ctx.protocol import AuthenticationError, CartesiaConnectionError, Done
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,6 +129,42 @@ def test_the_minimal_pipeline_prints_each_segment_with_its_metrics():
     metrics = re.findall(r"segment (\d) metrics: first byte after \d+\.\d{3} s", out)
     assert metrics == ["1", "2"]
     assert "contexts_opened=1" in out
+
+
+def test_the_telephony_example_barges_in_on_a_twilio_call_at_8khz(tmp_path):
+    command = [
+        sys.executable,
+        str(ROOT / "examples" / "telephony_twilio.py"),
+        "--out",
+        str(tmp_path),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=OFFLINE_ENV, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "Offline: using the local Cartesia emulator" in out
+    assert "clear received, nothing after it" in out
+    assert "(0 media messages after clear)" in out
+    # The caller heard the first answer whole and a second of the second, at 8 kHz.
+    with wave.open(str(tmp_path / "call.wav")) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 8000)
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    first = (
+        SyntheticVoice()
+        .synthesize(
+            "Thanks for calling the clinic. Dr. Smith can see you on Tuesday at 3:45.", 8000
+        )
+        .samples
+    )
+    assert len(samples) >= len(first) + 8000 * 0.9
+    assert np.sqrt(np.mean((samples / 32768.0) ** 2)) > 0.01, "audible"
+    # The timeline: the caller speaks, the bot detects it, then clears the line.
+    timeline = [line.split(" s  ", 1)[1] for line in out.splitlines() if " s  " in line]
+    speaks = next(i for i, e in enumerate(timeline) if e.startswith("caller speaks"))
+    detected = timeline.index("bot: the caller's speech is detected: InterruptionFrame")
+    cleared = next(i for i, e in enumerate(timeline) if e.startswith("bot sends clear"))
+    assert speaks < detected < cleared
 
 
 def test_continuations_example_shows_verbatim_concatenation(tmp_path):
