@@ -831,29 +831,31 @@ class CartesiaContextTTSService(WebsocketTTSService):
             )
         self._unvoiced_dropped.add(turn.context_id)
         self._failed_turns.add(turn.context_id)
-        if self.audio_context_available(turn.context_id):
-            await self.append_to_audio_context(
-                turn.context_id, TTSStoppedFrame(context_id=turn.context_id)
-            )
-            # The audio context lives on until the turn's input ends, or pipecat
-            # would open a new one (and a TTSStartedFrame) for its next token.
-            if turn.engine.segmenter.finished:
-                await self.remove_audio_context(turn.context_id)
+        # The audio context lives on until the turn's input ends, or pipecat
+        # would open a new one (and a TTSStartedFrame) for its next token.
+        await self._stop_audio(turn.context_id, remove=turn.engine.segmenter.finished)
         await self._forget(turn, keep=not turn.engine.segmenter.finished)
 
     async def _ended(self, turn: _Turn, action: Ended):
         self._expect_timestamps = turn.engine.expect_timestamps
         if action.silent:
             self._drop_unvoiced(turn.context_id)
-        if self.audio_context_available(turn.context_id):
-            if not action.silent and turn.engine.skipped and turn.engine.expect_timestamps:
-                # Every word played was timed; what pipecat would complete is the skipped text.
-                self._unvoiced_dropped.add(turn.context_id)
-            await self.append_to_audio_context(
-                turn.context_id, TTSStoppedFrame(context_id=turn.context_id)
-            )
-            await self.remove_audio_context(turn.context_id)
+        elif (
+            turn.engine.skipped
+            and turn.engine.expect_timestamps
+            and self.audio_context_available(turn.context_id)
+        ):
+            # Every word played was timed; what pipecat would complete is the skipped text.
+            self._unvoiced_dropped.add(turn.context_id)
+        await self._stop_audio(turn.context_id)
         await self._forget(turn)
+
+    async def _stop_audio(self, context_id: str, *, remove: bool = True):
+        """End the turn's audio with its TTSStoppedFrame; ``remove`` closes its audio context."""
+        if self.audio_context_available(context_id):
+            await self.append_to_audio_context(context_id, TTSStoppedFrame(context_id=context_id))
+            if remove:
+                await self.remove_audio_context(context_id)
 
     async def _forget(self, turn: _Turn, *, keep: bool = False):
         """Stop the turn's tasks; ``keep`` leaves it known until its input ends."""
