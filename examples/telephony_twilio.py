@@ -262,8 +262,14 @@ async def run(out: Path) -> int:
         async def on_connected(transport, websocket):
             await worker.queue_frames(answer_frames(ANSWERS[0]) + answer_frames(ANSWERS[1]))
 
+        listening = asyncio.Event()
+
+        @transport.event_handler("on_websocket_ready")
+        async def on_ready(transport):
+            listening.set()
+
         async def call():
-            await asyncio.sleep(0.2)  # the server starts listening
+            await asyncio.wait_for(listening.wait(), timeout=30)
             try:
                 await asyncio.wait_for(caller.call(barge_in_at), timeout=60)
             finally:
