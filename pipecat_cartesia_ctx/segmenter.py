@@ -59,6 +59,9 @@ class Flush:
 
 Action = Push | Flush
 
+# More words than this before the first push is not a prosody rule but a stall.
+MAX_FIRST_PUSH_WORDS = 50
+
 # Each of these characters is a word of its own (Chinese, Japanese, fullwidth forms).
 _CJK = re.compile(
     r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]"
@@ -132,6 +135,9 @@ class Segmenter:
         whole_segments: Push each segment in one piece when it is complete
             (for ``max_buffer_delay_ms: 0``, where the server speaks each input
             at once and expects whole phrases), instead of word by word.
+
+    Raises:
+        ValueError: ``flush_on`` or ``first_push_words`` is not allowed.
     """
 
     def __init__(
@@ -142,7 +148,20 @@ class Segmenter:
         flush_first_clause: bool = False,
         whole_segments: bool = False,
     ):
-        self.flush_on = FlushOn(flush_on)
+        try:
+            self.flush_on = FlushOn(flush_on)
+        except ValueError:
+            choices = ", ".join(repr(f.value) for f in FlushOn)
+            raise ValueError(f"flush_on must be one of {choices}, got {flush_on!r}") from None
+        if (
+            isinstance(first_push_words, bool)
+            or not isinstance(first_push_words, int)
+            or not 0 <= first_push_words <= MAX_FIRST_PUSH_WORDS
+        ):
+            raise ValueError(
+                f"first_push_words must be an integer from 0 to {MAX_FIRST_PUSH_WORDS}, "
+                f"got {first_push_words!r}"
+            )
         self.first_push_words = first_push_words
         self.flush_first_clause = flush_first_clause
         self.whole_segments = whole_segments
