@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import uuid
+import weakref
 from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -46,6 +48,7 @@ from .protocol import (
     CancelRequest,
     CartesiaConnectionError,
     CartesiaTimeoutError,
+    ConcurrentReceiveError,
     ContextPhase,
     ContextState,
     Done,
@@ -61,6 +64,7 @@ from .protocol import (
     parse_event,
     validate_generation_config,
 )
+from .redact import RedactingLoggerAdapter, redact
 
 # Finished context ids remembered per connection, to tell stale events from unknown ones.
 _FINISHED_MEMORY = 4096
@@ -73,6 +77,9 @@ DROP_MALFORMED = "malformed"
 DROP_UNKNOWN_TYPE = "unknown_type"
 
 _CANCELLED = object()
+
+# The logger websockets uses by default, so the user's logging config for it still applies.
+_WEBSOCKETS_LOGGER = logging.getLogger("websockets.client")
 
 
 def _redact(url: str) -> str:
@@ -145,11 +152,14 @@ class CartesiaConnection:
                 # Base64 audio compresses poorly for the CPU it costs; latency matters more.
                 compression=None,
                 max_size=16 * 2**20,
+                # websockets logs each handshake header at DEBUG, X-API-Key included.
+                logger=RedactingLoggerAdapter(_WEBSOCKETS_LOGGER, secrets=(api_key,)),
             )
         except InvalidStatus as e:
             raise _upgrade_error(e, where) from None
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as e:
-            detail = str(e).replace(url, where)  # some errors quote the URL, query and all
+            # Some errors quote the URL, query and all, or a header.
+            detail = redact(str(e).replace(url, where), (api_key,))
             raise CartesiaConnectionError(
                 f"cannot connect to {where}: {type(e).__name__}: {detail}"
             ) from None
@@ -349,6 +359,8 @@ class CartesiaContext:
         self._state = ContextState(template.context_id)
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._ended: Any = None
+        # Weak, so that a stream dropped without being closed frees the context.
+        self._receiver: weakref.ref[EventStream] | None = None
 
     def __repr__(self) -> str:
         return f"CartesiaContext({self.context_id!r}, {self.phase.value})"
@@ -448,24 +460,52 @@ class CartesiaContext:
             with contextlib.suppress(CartesiaConnectionError):
                 await self._connection._send(CancelRequest(self.context_id).encode())
 
-    async def receive(self, timeout: float | None = None) -> AsyncIterator[ServerEvent]:
+    def receive(self, timeout: float | None = None) -> EventStream:
         """The context's events in order, until ``done`` or ``error`` (both yielded), or a cancel.
+
+        One receiver at a time: while an `EventStream` of this context is
+        iterating, another one fails at its first step. Leaving the loop
+        (``break``), closing the stream or cancelling its task frees the
+        context, and the next `receive` goes on from the next event.
 
         Args:
             timeout: Seconds to wait for each event; None waits as long as it takes.
 
-        Yields:
-            `Chunk`, `Timestamps`, `PhonemeTimestamps`, `FlushDone`, `Done`, `Error`.
+        Returns:
+            An async iterator of `Chunk`, `Timestamps`, `PhonemeTimestamps`,
+            `FlushDone`, `Done`, `Error`.
 
         Raises:
-            CartesiaConnectionError: The connection closed before the context finished.
-            CartesiaTimeoutError: No event arrived within ``timeout``.
+            ConcurrentReceiveError: Another receive is iterating this context
+                (raised by the first step of the iteration).
+            CartesiaConnectionError: The connection closed before the context
+                finished (raised by the iteration).
+            CartesiaTimeoutError: No event arrived within ``timeout`` (raised
+                by the iteration).
         """
+        return EventStream(self, timeout)
+
+    def _claim_receiver(self, stream: EventStream) -> None:
+        current = self._receiver() if self._receiver is not None else None
+        if current is not None and current is not stream:
+            raise ConcurrentReceiveError(
+                "another receive() is already iterating this context; "
+                "only one receiver gets its events",
+                context_id=self.context_id,
+            )
+        self._receiver = weakref.ref(stream)
+
+    def _release_receiver(self, stream: EventStream) -> None:
+        if self._receiver is not None and self._receiver() is stream:
+            self._receiver = None
+
+    async def _next_event(self, timeout: float | None) -> ServerEvent:
+        """The next event, or StopAsyncIteration once the context has ended."""
         while True:
             if self._ended is not None and self._queue.empty():
                 if isinstance(self._ended, CartesiaConnectionError):
                     raise self._ended
-                return
+                raise StopAsyncIteration
             try:
                 async with asyncio.timeout(timeout):
                     item = await self._queue.get()
@@ -478,7 +518,7 @@ class CartesiaContext:
                 continue
             if isinstance(item, Done | Error):
                 self._ended = item
-            yield item
+            return item
 
     async def _send_input(self, request: GenerationRequest) -> int | None:
         self._connection._check_open()
@@ -499,6 +539,87 @@ class CartesiaContext:
     def _connection_lost(self, error: CartesiaConnectionError) -> None:
         if self._state.fail():
             self._queue.put_nowait(error)
+
+
+class EventStream(AsyncIterator[ServerEvent]):
+    """The events of one context, as `CartesiaContext.receive` returns them.
+
+    It takes the context at its first step, not when created, and gives it
+    back when it ends: at ``done``, ``error`` or a cancel, on any exception
+    (a timeout, a closed connection, the task's cancellation), on `aclose`,
+    or when it is dropped (``break`` out of an ``async for``). Like an async
+    generator, once ended it stays ended.
+
+    Parameters:
+        context: The context whose events it yields.
+        timeout: Seconds to wait for each event; None waits as long as it takes.
+    """
+
+    def __init__(self, context: CartesiaContext, timeout: float | None):
+        self._context = context
+        self._timeout = timeout
+        self._claimed = False
+        self._finished = False
+        self._waiting = False
+
+    def __repr__(self) -> str:
+        state = "finished" if self._finished else "receiving" if self._claimed else "new"
+        return f"EventStream({self._context.context_id!r}, {state})"
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> ServerEvent:
+        """The next event.
+
+        Raises:
+            StopAsyncIteration: The context ended.
+            ConcurrentReceiveError: Another stream is iterating the context, or
+                another task is already waiting on this one.
+            CartesiaConnectionError: The connection closed first.
+            CartesiaTimeoutError: No event within the timeout.
+        """
+        if self._finished:
+            raise StopAsyncIteration
+        if self._waiting:
+            # Two tasks sharing one stream would split its events between them.
+            raise ConcurrentReceiveError(
+                "another task is already waiting on this receive()",
+                context_id=self._context.context_id,
+            )
+        if not self._claimed:
+            try:
+                self._context._claim_receiver(self)
+            except ConcurrentReceiveError:
+                self._finished = True  # the first receiver keeps the context
+                raise
+            self._claimed = True
+        self._waiting = True
+        try:
+            return await self._context._next_event(self._timeout)
+        except BaseException:
+            # Ended, failed or cancelled (asyncio.timeout around the loop
+            # included): no event was taken from the queue, and the context
+            # is free for the next receive.
+            self._finish()
+            raise
+        finally:
+            self._waiting = False
+
+    async def aclose(self) -> None:
+        """Stop receiving; the next `CartesiaContext.receive` goes on from here."""
+        self._finish()
+
+    def __del__(self) -> None:
+        # A ``break`` drops the stream without closing it; free the context at once
+        # so that a receive right after the loop works.
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            if self._claimed:
+                self._context._release_receiver(self)
 
 
 def _upgrade_error(e: InvalidStatus, where: str) -> Exception:

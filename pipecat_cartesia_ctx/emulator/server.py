@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import uuid
 from collections.abc import Collection
 from urllib.parse import parse_qs, urlsplit
@@ -29,10 +30,14 @@ from ..protocol import (
     is_known_model,
     uses_structured_errors,
 )
+from ..redact import RedactingLoggerAdapter, redact
 from .config import Behavior, Faults, Pacing
 from .record import ConnectionRecord, EmulatorRecord
 from .session import Session
 from .voice import SyntheticVoice
+
+# The logger websockets uses by default, so the user's logging config for it still applies.
+_WEBSOCKETS_LOGGER = logging.getLogger("websockets.server")
 
 
 class CartesiaEmulator:
@@ -130,9 +135,17 @@ class CartesiaEmulator:
             compression=None,
             ping_interval=None,
             server_header="cartesia-emulator",
+            # websockets logs each handshake line at DEBUG: the request line with
+            # its query (?api_key=), X-API-Key, Authorization. A bot's test suite
+            # running the emulator in-process must not print its key.
+            logger=RedactingLoggerAdapter(_WEBSOCKETS_LOGGER, secrets=self._secrets()),
         )
         logger.debug(f"Cartesia emulator listening on {self.url}")
         return self
+
+    def _secrets(self) -> list[str]:
+        """The keys and tokens configured, masked wherever they appear in a log line."""
+        return [*([self.api_key] if self.api_key else []), *self.access_tokens]
 
     async def stop(self) -> None:
         """Close every connection and stop listening."""
@@ -280,7 +293,7 @@ class CartesiaEmulator:
         record = ConnectionRecord(
             number=self._connection_count,
             request_id=f"emu-{uuid.uuid4().hex[:16]}",
-            path=request.path,
+            path=redact(request.path),  # the record is printed in test failures
             cartesia_version=version,
             auth=self._authenticate(_credentials(request.headers, params)),
             user_agent=request.headers.get("User-Agent"),

@@ -14,6 +14,7 @@ emulator are both built on this package, so each message is defined once.
 
 from .errors import (
     CONCURRENCY_LIMITED,
+    CONCURRENT_RECEIVE,
     CONTEXT_CLOSED,
     CONTEXT_FIELD_CHANGED,
     EMPTY_TRANSCRIPT,
@@ -29,6 +30,7 @@ from .errors import (
     CartesiaError,
     CartesiaTimeoutError,
     ConcurrencyLimitError,
+    ConcurrentReceiveError,
     ContextClosedError,
     ContextFieldChangedError,
     EmptyTranscriptError,
@@ -84,6 +86,7 @@ from .wire import (
 __all__ = [
     "BYTES_PER_SAMPLE",
     "CONCURRENCY_LIMITED",
+    "CONCURRENT_RECEIVE",
     "CONTEXT_CLOSED",
     "CONTEXT_FIELD_CHANGED",
     "DEFAULT_CARTESIA_VERSION",
@@ -113,6 +116,7 @@ __all__ = [
     "Chunk",
     "ClientMessage",
     "ConcurrencyLimitError",
+    "ConcurrentReceiveError",
     "ContextClosedError",
     "ContextFieldChangedError",
     "ContextPhase",

@@ -29,6 +29,7 @@ EMPTY_TRANSCRIPT = "empty_transcript"
 TOO_MANY_CONNECTIONS = "too_many_connections"
 UNAUTHORIZED = "unauthorized"
 INTERNAL_ERROR = "internal_error"
+CONCURRENT_RECEIVE = "concurrent_receive"
 
 
 class CartesiaError(Exception):
@@ -105,6 +106,19 @@ class CartesiaConnectionError(CartesiaError, ConnectionError):
 
 class CartesiaTimeoutError(CartesiaError, TimeoutError):
     """Nothing arrived within the time the caller allowed."""
+
+
+class ConcurrentReceiveError(CartesiaError, RuntimeError):
+    """A second `receive` on a context while another one is still iterating.
+
+    Local misuse, never sent to the server, so it has no status code (like an
+    async generator's "already running" `RuntimeError`, which it also is).
+    Raised at once, at the second receiver's first step; the first receiver
+    keeps every event. Once the first one ends, breaks out of its loop, is
+    closed or is cancelled, a new `receive` goes on from the next event.
+    """
+
+    default_error_code = CONCURRENT_RECEIVE
 
 
 class CartesiaAPIError(CartesiaError):
