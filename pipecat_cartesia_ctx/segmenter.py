@@ -22,16 +22,20 @@ The first push of a context waits for ``first_push_words`` complete words or
 for the end of a clause, whichever comes first, because Cartesia speaks very
 short first inputs with odd prosody; it is never whitespace or punctuation only.
 
+Its cost is linear in the text: where text may be cut is found once per
+character (`CutFinder`), and each decision goes on from where the last one
+stopped.
+
 No I/O and no pipecat here: pure state, fed text, returning actions.
 """
 
 from __future__ import annotations
 
-import re
+from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .protocol.text import is_speakable
+from .cuts import SENTENCE, Cut, CutFinder
 
 
 class FlushOn(StrEnum):
@@ -62,40 +66,6 @@ Action = Push | Flush
 # More words than this before the first push is not a prosody rule but a stall.
 MAX_FIRST_PUSH_WORDS = 50
 
-# Each of these characters is a word of its own (Chinese, Japanese, fullwidth forms).
-_CJK = re.compile(
-    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]"
-)
-_CJK_SENTENCE_END = "\u3002\uff01\uff1f"  # ideographic full stop, fullwidth ! and ?
-_CJK_CLAUSE_END = "\u3001\uff0c\uff1b\uff1a"  # ideographic comma, fullwidth , ; :
-_SENTENCE_PUNCT = ".!?"
-_CLAUSE_PUNCT = ",;:"
-_DASHES = ("\u2014", "\u2013", "-")  # em dash, en dash, hyphen (only when spaced)
-_CLOSERS = "\"')]}\u00bb\u201d\u2019"
-# Words after which a period does not end a sentence.
-_ABBREVIATIONS = frozenset(
-    {
-        *("mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "cf"),
-        *("e.g", "i.e", "approx", "dept", "est", "fig", "inc", "ltd", "co", "corp", "no"),
-        *("vol", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct"),
-        *("nov", "dec", "mon", "tue", "wed", "thu", "fri", "sat", "sun"),
-        *("a.m", "p.m", "u.s", "u.k"),
-    }
-)
-# Tags whose content is atomic too: never cut between <spell> and </spell>.
-_PAIRED_TAGS = frozenset({"spell"})
-# A "tag" left open for this long is taken for literal text (an LLM writing "a < b").
-_MAX_OPEN_TAG = 256
-# Pushed characters kept to judge punctuation at the start of the buffer.
-_LOOKBACK = 64
-
-_TAG = re.compile(r"<<[^<>]*>>|<(/?)([A-Za-z][\w-]*)\b[^<>]*?(/?)>")
-_TAG_START = re.compile(r"<(?:<|/?[A-Za-z])")
-
-
-def _word_count(text: str) -> int:
-    return sum(1 for token in text.split() if any(ch.isalnum() for ch in token))
-
 
 @dataclass(frozen=True, slots=True)
 class Position:
@@ -123,7 +93,7 @@ class Position:
 class Segmenter:
     """Cuts one turn's streamed text into pushes and flush points.
 
-    It holds only the text not pushed yet (and the end of what was pushed, to
+    It holds only the text not pushed yet (and a little of what was pushed, to
     judge punctuation); where the turn stands comes in with each call.
 
     Parameters:
@@ -165,16 +135,24 @@ class Segmenter:
         self.first_push_words = first_push_words
         self.flush_first_clause = flush_first_clause
         self.whole_segments = whole_segments
-        self._buffer = ""
+        self._cuts = CutFinder()
+        # The text not pushed yet, as it came: the pieces from `_start` on.
+        self._pieces: deque[str] = deque()
+        self._head = 0  # characters of the first piece already pushed
+        self._start = 0  # characters of the turn's text pushed (or skipped)
+        self._start_words = 0  # words begun before `_start`
         self._finished = False
-        # The end of what was pushed: punctuation is judged by the word before it,
-        # which a cut after a CJK character can leave on the pushed side.
-        self._tail = "\n"
+        # How far the search for the next cut went, for a search that goes on
+        # with the same position: (position, final), cuts looked at, last allowed cut.
+        self._looked: tuple[Position, bool] | None = None
+        self._seen = 0
+        self._best: Cut | None = None
 
     @property
     def pending(self) -> str:
         """Text received but not pushed yet."""
-        return self._buffer
+        pending = "".join(self._pieces)
+        return pending[self._head :]
 
     @property
     def finished(self) -> bool:
@@ -196,7 +174,9 @@ class Segmenter:
         """
         if self._finished:
             raise ValueError("the turn's text has ended; feed() after finish()")
-        self._buffer += text
+        if text:
+            self._pieces.append(text)
+            self._cuts.add(text)
         return self._emit(at, final=False)
 
     def finish(self, at: Position) -> list[Action]:
@@ -220,175 +200,114 @@ class Segmenter:
         if at.opening and at.first_segment:
             # A turn never starts with whitespace. Later, whitespace before a
             # new context is the turn's text; the engine does not send it.
-            self._buffer = self._buffer.lstrip()
-        while self._buffer:
+            self._skip_whitespace()
+        self._cuts.scan(final)
+        while self._start < self._cuts.end:
             cut, flush = self._next_cut(at, final)
-            if cut == 0:
+            if cut is None:
                 break
-            text, self._buffer = self._buffer[:cut], self._buffer[cut:]
+            text = self._take(cut)
             if actions and isinstance(actions[-1], Push):
                 actions[-1] = Push(actions[-1].text + text)
             else:
                 actions.append(Push(text))
             at = at.after(actions[-1])
-            self._tail = (self._tail + text)[-_LOOKBACK:]
             if flush:
                 actions.append(Flush())
                 at = at.after(actions[-1])
         return actions
 
-    def _next_cut(self, at: Position, final: bool) -> tuple[int, bool]:
-        """Where to cut the buffer next, and whether a flush follows the cut.
+    def _next_cut(self, at: Position, final: bool) -> tuple[Cut | None, bool]:
+        """Where to cut next, and whether a flush follows the cut.
 
-        Returns the furthest allowed cut, or the first boundary that flushes.
-        ``(0, False)`` means: wait for more text.
+        Returns the furthest allowed cut, or the first boundary that flushes;
+        None means: wait for more text. Cuts already looked at with the same
+        position are not looked at again.
         """
-        buffer = self._buffer
-        safe = self._safe_cuts(buffer, final)
-        best = 0
-        for cut in safe:
-            if not final and buffer[:cut].isspace():
+        if self._looked != (at, final):
+            self._looked, self._seen, self._best = (at, final), 0, None
+        cuts = self._cuts.cuts
+        while self._seen < len(cuts):
+            cut = cuts[self._seen]
+            self._seen += 1
+            only_space = cut.run_start <= self._start
+            if only_space and not final:
                 # Whitespace waits for the word it leads to: a server that numbers
                 # every input as a segment would count a whitespace-only input.
                 continue
-            boundary = self._boundary_before(buffer, cut)
-            if at.opening and not self._may_open(buffer[:cut], boundary):
+            if at.opening and not self._may_open(cut):
                 continue
-            if boundary is not None and self._flushes_at(boundary, at):
+            # What ended before whitespace that was pushed ended its segment then.
+            if not only_space and cut.boundary and self._flushes_at(cut.boundary, at):
                 return cut, True
-            best = cut
+            self._best = cut
+        end = self._cuts.end
         # The end pushes what is left; only a turn with nothing speakable at all
         # pushes nothing (it opens no context). Later leftovers are the turn's
         # text even where no context will speak them.
         opening_turn = at.opening and at.first_segment
-        if final and best < len(buffer) and (not opening_turn or is_speakable(buffer)):
-            return len(buffer), False
+        speakable = self._cuts.words > self._start_words
+        best = self._best.position if self._best else self._start
+        if final and best < end and (not opening_turn or speakable):
+            return Cut(end, None, end, self._cuts.words), False
         if self.whole_segments and not final:
-            return 0, False  # the segment goes out whole, at its flush or at the end
-        return best, False
+            return None, False  # the segment goes out whole, at its flush or at the end
+        return self._best, False
 
-    def _may_open(self, text: str, boundary: str | None) -> bool:
-        """Whether ``text`` may be the first push of a context."""
-        if not is_speakable(text):
-            return False
-        return boundary is not None or _word_count(text) >= max(self.first_push_words, 1)
+    def _may_open(self, cut: Cut) -> bool:
+        """Whether the text up to ``cut`` may be the first push of a context."""
+        words = cut.words - self._start_words
+        if words < 1:
+            return False  # whitespace or punctuation only: Cartesia refuses it
+        ends = cut.boundary is not None and cut.run_start > self._start
+        return ends or words >= max(self.first_push_words, 1)
 
     def _flushes_at(self, boundary: str, at: Position) -> bool:
-        if at.switch and boundary == "sentence":
+        if at.switch and boundary == SENTENCE:
             return True
         if self.flush_on is FlushOn.TURN:
             return False
-        if boundary == "sentence" or self.flush_on is FlushOn.CLAUSE:
+        if boundary == SENTENCE or self.flush_on is FlushOn.CLAUSE:
             return True
         return self.flush_first_clause and at.first_segment
 
-    def _safe_cuts(self, buffer: str, final: bool) -> list[int]:
-        """Positions where the buffer may be cut: after a word, outside any tag."""
-        unsafe = _unsafe_spans(buffer)
-        cuts = []
-        span = 0
-        for i in range(1, len(buffer) + 1):
-            while span < len(unsafe) and unsafe[span][1] < i:
-                span += 1
-            if span < len(unsafe) and unsafe[span][0] < i <= unsafe[span][1] - 1:
-                continue  # inside a tag (a cut right after its end is fine)
-            prev = buffer[i - 1]
-            if prev.isspace() or _CJK.match(prev) or (final and i == len(buffer)):
-                cuts.append(i)
-        return cuts
+    def _take(self, cut: Cut) -> str:
+        """The text from the start up to ``cut``, which is now pushed."""
+        need = cut.position - self._start
+        taken = []
+        while need:
+            piece = self._pieces[0]
+            stop = min(len(piece), self._head + need)
+            taken.append(piece[self._head : stop])
+            need -= stop - self._head
+            if stop == len(piece):
+                self._pieces.popleft()
+                self._head = 0
+            else:
+                self._head = stop
+        self._moved_to(cut.position, cut.words)
+        return "".join(taken)
 
-    def _boundary_before(self, buffer: str, cut: int) -> str | None:
-        """``"sentence"``, ``"clause"`` or None: what ends right before the cut.
+    def _skip_whitespace(self) -> None:
+        start = self._start
+        while self._pieces:
+            piece = self._pieces[0]
+            if not piece[self._head].isspace():
+                break
+            rest = len(piece) - self._head
+            kept = len(piece[self._head :].lstrip())
+            start += rest - kept
+            if kept:
+                self._head = len(piece) - kept
+                break
+            self._pieces.popleft()
+            self._head = 0
+        if start != self._start:
+            self._cuts.skip_to(start)
+            self._moved_to(start, self._start_words)  # whitespace begins no word
 
-        Punctuation ends something only when whitespace follows it ("3.14" is
-        no sentence end), except CJK punctuation, which needs no space. At the
-        end of the turn, the close ends the last segment: no boundary is needed.
-        """
-        end = cut
-        while end > 0 and buffer[end - 1].isspace():
-            end -= 1
-        if end == 0 or (end == cut and not _CJK.match(buffer[end - 1])):
-            return None
-        return self._classify(buffer, end)
-
-    def _classify(self, buffer: str, end: int) -> str | None:
-        """Classify the punctuation ending at ``end`` (exclusive) in the buffer."""
-        # Judge it with the pushed text before the buffer in view.
-        text, end = self._tail + buffer, end + len(self._tail)
-        i = end
-        while i > 0 and text[i - 1] in _CLOSERS:
-            i -= 1
-        last = text[i - 1]
-        if last in _CJK_SENTENCE_END:
-            return "sentence"
-        if last in _CJK_CLAUSE_END:
-            return "clause"
-        if last in "!?":
-            return "sentence"
-        if last == "\u2026" or text[i - 3 : i] == "...":
-            return "clause"  # an ellipsis trails off more often than it ends
-        if last == ".":
-            return "sentence" if _period_ends_sentence(text, i - 1) else None
-        if last in _CLAUSE_PUNCT:
-            return "clause"
-        if last in _DASHES:
-            # A dash is a clause mark when it stands alone ("word - word") or is
-            # an em or en dash ("word\u2014 word"); not a hyphen ending a word.
-            start = i - 1
-            while start > 0 and text[start - 1] in _DASHES:
-                start -= 1
-            return "clause" if last != "-" or text[start - 1].isspace() else None
-        return None
-
-
-def _period_ends_sentence(text: str, dot: int) -> bool:
-    """Whether the period at ``text[dot]`` ends a sentence (whitespace follows it)."""
-    start = dot
-    while start > 0 and not text[start - 1].isspace():
-        start -= 1
-    word = text[start:dot].lstrip("\"'([{\u00ab\u201c\u2018")
-    if not word:
-        return True  # a period standing alone still ends what came before it
-    if word.lower() in _ABBREVIATIONS:
-        return False
-    if len(word) == 1 and word.isalpha() and word.isupper():
-        return False  # an initial: "J. R. R. Tolkien"
-    # "1." opening a line numbers a list item.
-    return not (word.isdigit() and (start == 0 or text[start - 1] == "\n"))
-
-
-def _unsafe_spans(buffer: str) -> list[tuple[int, int]]:
-    """Spans ``[start, end)`` that must not be cut: tags, phoneme blocks, spelled words.
-
-    A tag still open at the end of the buffer makes everything from it unsafe,
-    unless it has been open for longer than any real tag.
-    """
-    spans: list[tuple[int, int]] = []
-    open_pair: tuple[str, int] | None = None
-    pos = 0
-    for match in _TAG.finditer(buffer):
-        start, end = match.span()
-        closing, name, self_closing = match.group(1), (match.group(2) or "").lower(), match.group(3)
-        if open_pair is not None:
-            if closing and name == open_pair[0]:
-                spans.append((open_pair[1], end))
-                open_pair = None
-            pos = end
-            continue
-        if name in _PAIRED_TAGS and not closing and not self_closing:
-            open_pair = (name, start)
-        else:
-            spans.append((start, end))
-        pos = end
-    if open_pair is not None:
-        if len(buffer) - open_pair[1] <= _MAX_OPEN_TAG:
-            spans.append((open_pair[1], len(buffer) + 1))
-        return spans
-    # An incomplete tag at the end: "<break ti" or "<<m|".
-    tail = _TAG_START.search(buffer, pos)
-    while tail is not None:
-        if ">" not in buffer[tail.start() :] and len(buffer) - tail.start() <= _MAX_OPEN_TAG:
-            spans.append((tail.start(), len(buffer) + 1))
-            break
-        tail = _TAG_START.search(buffer, tail.start() + 1)
-    return spans
+    def _moved_to(self, start: int, words: int) -> None:
+        """Everything before ``start`` is pushed; ``words`` words began before it."""
+        self._start, self._start_words = start, words
+        self._cuts.drop_through(start)
+        self._looked = None

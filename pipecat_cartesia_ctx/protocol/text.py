@@ -51,3 +51,86 @@ def is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# -- where a period ends a sentence --------------------------------------------------
+#
+# A server that buffers text (Cartesia's managed buffering) starts speaking at a
+# sentence end, so it must not take "Dr. " or the "1." of an inline list for one;
+# and a client must not flush there. Both sides use this one rule.
+
+# After these a period never ends a sentence: a name, a number or an example follows.
+_NEVER_ENDS = frozenset(
+    {
+        *("mr", "mrs", "ms", "mx", "dr", "prof", "st", "mt", "rev", "fr", "hon", "messrs"),
+        *("gen", "sen", "rep", "gov", "capt", "lt", "col", "sgt", "pres", "supt"),
+        *("e.g", "i.e", "vs", "cf", "viz", "approx", "ca", "fig", "figs", "vol", "vols", "pp"),
+    }
+)
+# These end a sentence unless a number follows: "etc. The", "I said no. Then"; not
+# "Jan. 5", "No. 3".
+_MAY_END = frozenset(
+    {
+        *("no", "nos"),
+        *("etc", "inc", "ltd", "co", "corp", "llc", "jr", "sr", "esq", "al", "dept", "est"),
+        *("a.m", "p.m", "u.s", "u.k", "u.n", "e.u", "ave", "blvd", "rd"),
+        *("jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"),
+        *("mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun"),
+    }
+)
+# A number right after one of these (or at a line start) numbers a list item.
+_LIST_MARKS = frozenset(".!?:;,(\n")
+_OPENERS = "\"'([{\u00ab\u201c\u2018"
+
+
+def period_context(text: str, dot: int) -> tuple[str, str]:
+    r"""What `ends_sentence` needs to know about the period at ``text[dot]``.
+
+    Args:
+        text: Text around the period (enough of what precedes it).
+        dot: The index of the period.
+
+    Returns:
+        The word before the period (opening quotes and brackets removed), and
+        the last character before that word other than a space or tab
+        (``"\n"`` at a line start, ``""`` when ``text`` starts with the word).
+    """
+    start = dot
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    word = text[start:dot].lstrip(_OPENERS)
+    before = start - 1
+    while before >= 0 and text[before] in " \t":
+        before -= 1
+    return word, text[before] if before >= 0 else ""
+
+
+def ends_sentence(word: str, before: str, following: str | None) -> bool | None:
+    """Whether a period followed by whitespace ends a sentence.
+
+    Args:
+        word: The word before the period (see `period_context`).
+        before: The character before that word (see `period_context`).
+        following: The first character after the whitespace; ``""`` when
+            nothing follows (the end of the text); None when it is not known yet.
+
+    Returns:
+        True or False; None when only the next word can tell (``"etc. "`` ends
+        a sentence before ``"The"``, not before ``"5"``).
+    """
+    if not word:
+        return True  # a period standing alone still ends what came before it
+    if following and following.islower():
+        return False  # "e.g. the", "3. unplug it": a sentence starts with a capital
+    key = word.lower()
+    if key in _NEVER_ENDS:
+        return False
+    if len(word) == 1 and word.isupper() and word != "I":
+        return False  # an initial: "J. R. R. Tolkien" ("So did I." ends)
+    if word.isdigit() and (before in _LIST_MARKS or before == ""):
+        return False  # a list number: "Steps:\n1. Open it", "do this: 1. unplug it, 2. wait"
+    if key in _MAY_END:
+        if following is None:
+            return None
+        return not (following.isdigit() or following == "#")
+    return True
