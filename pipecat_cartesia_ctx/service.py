@@ -39,7 +39,6 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.cartesia.tts import (
     CartesiaTTSService,
     CartesiaTTSSettings,
-    GenerationConfig,
     language_to_cartesia_language,
 )
 from pipecat.services.tts_service import TextAggregationMode, WebsocketTTSService
@@ -81,6 +80,7 @@ from .protocol import (
 from .protocol.text import is_speakable
 from .reconnect import ConnectionKeeper, RetryPolicy
 from .segmenter import FlushOn, Segmenter
+from .settings import SETTINGS_FIELDS, check_options, check_settings, generation_config_wire
 from .turn import (
     BUFFER_DELAY_MS,
     LOCKED_SETTINGS,
@@ -252,7 +252,26 @@ class CartesiaContextTTSService(WebsocketTTSService):
             text_aggregation_mode: Token (default) streams LLM tokens; sentence
                 makes pipecat aggregate sentences first, at some latency.
             **kwargs: Passed to `WebsocketTTSService`.
+
+        Raises:
+            InvalidRequestError: An option or setting Cartesia (or the service)
+                cannot use; the message names it, its value and what is
+                allowed. It is also a `ValueError`.
         """
+        check_options(
+            url=url,
+            cartesia_version=cartesia_version,
+            sample_rate=sample_rate,
+            encoding=encoding,
+            container=container,
+            max_buffer_delay_ms=max_buffer_delay_ms,
+            flush_on=flush_on,
+            first_push_words=first_push_words,
+            flush_first_clause=flush_first_clause,
+            max_concurrent_contexts=max_concurrent_contexts,
+            reconnect_give_up_s=reconnect_give_up_s,
+            retry=retry,
+        )
         defaults = self.Settings(
             model="sonic-3.6",  # pipecat 1.14's default, so swapping the class keeps the model
             voice=None,
@@ -289,6 +308,14 @@ class CartesiaContextTTSService(WebsocketTTSService):
             settings=defaults,
             **kwargs,
         )
+        # After pipecat has put the language in Cartesia's form, as it is sent.
+        check_settings(self._settings, update=False, service_language=self._service_language)
+        if self._settings.voice is None:
+            # Allowed, as in pipecat's service: an update may set it before the first turn.
+            logger.warning(
+                f"{self}: no voice yet; each turn fails (one error) until "
+                "TTSUpdateSettingsFrame(delta=Settings(voice=...)) sets one"
+            )
         self._api_key = api_key
         self._url = url
         self._extra_headers = dict(extra_headers or {})
@@ -301,8 +328,6 @@ class CartesiaContextTTSService(WebsocketTTSService):
         self._max_buffer_delay_ms = (
             BUFFER_DELAY_MS[self._flush_on] if max_buffer_delay_ms is None else max_buffer_delay_ms
         )
-        if max_concurrent_contexts is not None and max_concurrent_contexts < 1:
-            raise ValueError("max_concurrent_contexts must be at least 1 (or None)")
         self._retry = retry or RetryPolicy()
         self._max_contexts = max_concurrent_contexts
         self._slot_freed = asyncio.Condition()
@@ -424,8 +449,22 @@ class CartesiaContextTTSService(WebsocketTTSService):
         opens a new context with the new settings, so no text is lost and no
         locked field changes within a context. ``generation_config`` applies to
         the next push.
+
+        A delta with a bad value is refused whole: one `ErrorFrame` names it,
+        nothing of the delta is applied, and turns go on with the settings
+        they had.
+
+        Returns:
+            The changed fields and their previous values; empty when refused.
         """
+        try:
+            check_settings(delta, update=True, service_language=self._service_language)
+        except InvalidRequestError as e:
+            logger.warning(f"{self}: settings update refused, the settings stay as they were: {e}")
+            await self.push_error(error_msg=f"Cartesia settings update refused: {e}", exception=e)
+            return {}
         changed = await super()._update_settings(delta)
+        self._warn_unhandled_updated_settings(changed.keys() - set(SETTINGS_FIELDS))
         turn = self._turns.get(self._turn_context_id) if self._turn_context_id else None
         if turn is not None and changed.keys() & LOCKED_SETTINGS:
             await self._do(turn, turn.engine.switch_settings())
@@ -599,21 +638,31 @@ class CartesiaContextTTSService(WebsocketTTSService):
             return turn.engine.fail(
                 InvalidRequestError("no voice: set CartesiaContextTTSService.Settings(voice=...)")
             )
-        context = connection.context(
-            model_id=assert_given(settings.model),
-            voice=assert_given(settings.voice),
-            output_format={
-                "container": self._container,
-                "encoding": self._encoding,
-                "sample_rate": self._wire_rate,
-            },
-            language=assert_given(settings.language) or None,
-            add_timestamps=True,
-            use_normalized_timestamps=False,
-            max_buffer_delay_ms=self._max_buffer_delay_ms,
-            pronunciation_dict_id=assert_given(settings.pronunciation_dict_id) or None,
-            context_id=context_id,
-        )
+        try:
+            self._generation_config()  # what every push of the context will carry
+            context = connection.context(
+                model_id=assert_given(settings.model),
+                voice=assert_given(settings.voice),
+                output_format={
+                    "container": self._container,
+                    "encoding": self._encoding,
+                    "sample_rate": self._wire_rate,
+                },
+                language=assert_given(settings.language) or None,
+                add_timestamps=True,
+                use_normalized_timestamps=False,
+                max_buffer_delay_ms=self._max_buffer_delay_ms,
+                pronunciation_dict_id=assert_given(settings.pronunciation_dict_id) or None,
+                context_id=context_id,
+            )
+        except (InvalidRequestError, ValueError, TypeError) as e:
+            # Settings checked where they entered can still be changed in place
+            # (``tts._settings``, a shared GenerationConfig): the turn fails
+            # here, once, rather than once per segment on the server or per
+            # token in pipecat. A closed connection is not caught: it retries.
+            if not isinstance(e, InvalidRequestError):
+                e = InvalidRequestError(f"cannot open a context with these settings: {e}")
+            return turn.engine.fail(e)
         turn.contexts[context_id] = context
         turn.opened.put_nowait(context)
         self._stats.contexts_opened += 1
@@ -633,10 +682,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
             self._slot_freed.notify_all()
 
     def _generation_config(self) -> dict[str, Any] | None:
-        config = assert_given(self._settings.generation_config)
-        if isinstance(config, GenerationConfig):
-            return config.model_dump(exclude_none=True) or None
-        return dict(config) if config else None
+        return generation_config_wire(assert_given(self._settings.generation_config))
 
     # -- retrying -------------------------------------------------------------------------
 

@@ -21,12 +21,16 @@ from .fields import FieldReader
 from .text import is_utf8
 from .wire import (
     BYTES_PER_SAMPLE,
-    ENCODINGS,
     GENERATION_CONFIG_RANGES,
-    MAX_BUFFER_DELAY_MS,
-    SAMPLE_RATES,
+    check_container,
+    check_encoding,
+    check_max_buffer_delay_ms,
+    check_model_id,
+    check_sample_rate,
     dumps,
+    is_text,
     json_object,
+    refuse,
 )
 
 
@@ -45,19 +49,9 @@ class OutputFormat:
     container: str = "raw"
 
     def __post_init__(self):
-        if self.container != "raw":
-            raise InvalidRequestError(
-                f"output_format.container must be 'raw' on the WebSocket, got {self.container!r}"
-            )
-        if self.encoding not in BYTES_PER_SAMPLE:
-            raise InvalidRequestError(
-                f"output_format.encoding must be one of {', '.join(ENCODINGS)}, "
-                f"got {self.encoding!r}"
-            )
-        if isinstance(self.sample_rate, bool) or self.sample_rate not in SAMPLE_RATES:
-            raise InvalidRequestError(
-                f"output_format.sample_rate must be one of {SAMPLE_RATES}, got {self.sample_rate!r}"
-            )
+        check_container(self.container)
+        check_encoding(self.encoding)
+        check_sample_rate(self.sample_rate)
 
     @property
     def bytes_per_sample(self) -> int:
@@ -122,8 +116,8 @@ def normalize_voice(voice: str | Mapping[str, Any]) -> dict[str, str]:
             raise InvalidRequestError(f"voice.mode must be 'id', got {mode!r}")
     else:
         raise InvalidRequestError(f"voice must be an id string or an object, got {voice!r}")
-    if not isinstance(voice_id, str) or not voice_id.strip():
-        raise InvalidRequestError("voice id must be a non-empty string")
+    if not is_text(voice_id):
+        refuse("voice id", "a non-empty string", voice_id)
     return {"mode": "id", "id": voice_id}
 
 
@@ -138,16 +132,20 @@ def validate_generation_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
     Raises:
         InvalidRequestError: If ``volume`` or ``speed`` is out of range, or
-            ``emotion`` is not a string.
+            ``emotion`` is not a string, or a value cannot go into JSON.
     """
     if not isinstance(config, Mapping):
-        raise InvalidRequestError("generation_config must be an object")
+        refuse("generation_config", "an object", config)
     f = FieldReader(config, InvalidRequestError, "generation_config")
     for key, (low, high) in GENERATION_CONFIG_RANGES.items():
         value = f.number(key)
         if value is not None and not low <= value <= high:
             f.fail(f"{key} must be within [{low}, {high}], got {value}")
     f.str("emotion")
+    try:
+        dumps(config)
+    except (TypeError, ValueError) as e:
+        f.fail(f"not JSON: {e}")
     return dict(config)
 
 
@@ -203,26 +201,13 @@ class GenerationRequest:
     def __post_init__(self):
         if not isinstance(self.context_id, str) or not self.context_id:
             raise InvalidRequestError("context_id must be a non-empty string")
-        if not isinstance(self.model_id, str) or not self.model_id:
-            raise InvalidRequestError(
-                "model_id must be a non-empty string", context_id=self.context_id
-            )
+        check_model_id(self.model_id, context_id=self.context_id)
         if not isinstance(self.transcript, str):
             raise InvalidRequestError(
                 f"transcript must be a string, got {type(self.transcript).__name__}",
                 context_id=self.context_id,
             )
-        delay = self.max_buffer_delay_ms
-        if delay is not None and (
-            isinstance(delay, bool)
-            or not isinstance(delay, int)
-            or not 0 <= delay <= MAX_BUFFER_DELAY_MS
-        ):
-            raise InvalidRequestError(
-                f"max_buffer_delay_ms must be an integer in [0, {MAX_BUFFER_DELAY_MS}], "
-                f"got {delay!r}",
-                context_id=self.context_id,
-            )
+        check_max_buffer_delay_ms(self.max_buffer_delay_ms, context_id=self.context_id)
 
     @property
     def kind(self) -> Literal["push", "flush", "close"]:
