@@ -23,10 +23,9 @@ from loguru import logger
 from pipecat.services.cartesia.tts import CartesiaEmotion, CartesiaTTSSettings, GenerationConfig
 from pipecat.utils.types import NOT_GIVEN, is_given
 
-from .protocol import InvalidRequestError, is_known_model, normalize_voice
-from .protocol import validate_generation_config as _validate_generation_config
-from .protocol.wire import (
+from .protocol import (
     MODEL_FAMILIES,
+    InvalidRequestError,
     check_cartesia_version,
     check_container,
     check_encoding,
@@ -35,8 +34,11 @@ from .protocol.wire import (
     check_model_id,
     check_pronunciation_dict_id,
     check_url,
-    refuse,
+    is_known_model,
+    normalize_voice,
 )
+from .protocol import validate_generation_config as _validate_generation_config
+from .protocol.wire import refuse
 from .reconnect import RetryPolicy
 from .segmenter import Segmenter
 
