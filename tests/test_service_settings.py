@@ -126,7 +126,7 @@ BAD_OPTIONS = [
 ]
 
 
-@pytest.mark.filterwarnings("ignore:.*voice_id=|.*params=:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # voice_id=, params=
 @pytest.mark.parametrize(("kwargs", "name", "shown"), BAD_OPTIONS)
 def test_a_bad_option_or_setting_raises_at_construction_naming_it(kwargs, name, shown):
     with pytest.raises(InvalidRequestError) as caught:
