@@ -192,6 +192,33 @@ async def test_managed_buffering_generates_complete_sentences_and_holds_the_rest
     assert words_of(rest) == ["Three", "four."]
 
 
+async def test_a_period_alone_at_the_end_of_the_buffer_is_spoken_at_once(conn, emu):
+    # Cartesia cannot wait to see whether "Dr. " ends a sentence: it speaks it.
+    ctx = new_context(conn, max_buffer_delay_ms=5000)
+    await ctx.push("Ask Dr. ")
+    events = await until_word(ctx, "Dr.", timeout=4)
+    assert words_of(events) == ["Ask", "Dr."]
+    await ctx.push("Smith now.")
+    await ctx.no_more_inputs()
+    await collect(ctx)
+    assert emu.record.context(ctx.context_id).generations == ["Ask Dr.", " Smith now."]
+
+
+async def test_a_period_the_next_word_shows_ends_no_sentence_is_not_a_cut(conn, emu):
+    ctx = new_context(conn, max_buffer_delay_ms=5000)
+    await ctx.push("Ask Dr. Smith, e.g. now. Do this: 1. unplug it, 2. wait. ")
+    await ctx.push("Meet on Jan. 5 at noon. Prices rose etc. The end.")
+    await ctx.no_more_inputs()
+    await collect(ctx)
+    assert emu.record.context(ctx.context_id).generations == [
+        "Ask Dr. Smith, e.g. now.",
+        " Do this: 1. unplug it, 2. wait.",
+        " Meet on Jan. 5 at noon.",
+        " Prices rose etc.",
+        " The end.",
+    ]
+
+
 async def test_managed_buffering_releases_unfinished_text_after_the_delay(conn):
     ctx = new_context(conn, max_buffer_delay_ms=300)
     sent = time.monotonic()

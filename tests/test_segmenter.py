@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
 from dataclasses import replace
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipecat_cartesia_ctx.protocol.text import ends_sentence, period_context
 from pipecat_cartesia_ctx.segmenter import Flush, FlushOn, Position, Push, Segmenter
 
 WORDS = ["hello", "world", "Mr.", "3.14", "U.S.", "e.g.", "J.", "well-known", "I", "it's", "42"]
@@ -369,3 +371,143 @@ def test_text_after_the_end_is_refused_and_the_end_is_said_once():
     spoken.feed("Hello there", Position())
     assert spoken.finish(Position()) == [Push("Hello there")]
     assert spoken.finish(Position(opening=False)) == [], "a second finish sends nothing more"
+
+
+# -- a period that ends no sentence is never the end of a push ------------------------
+
+NOT_ENDS = [
+    ("Ask ", "Dr. ", "Smith ", "now. ", "Then ", "go."),
+    ("Do ", "this: ", "1. ", "unplug ", "it, ", "2. ", "wait. ", "Done."),
+    ("Use ", "e.g. ", "a ", "pen. ", "Fine."),
+    ("Meet ", "on ", "Jan. ", "5 ", "at ", "noon. ", "Ok."),
+    ("Read ", "No. ", "5 ", "today. ", "Ok."),
+    ("By ", "J. ", "R. ", "R. ", "Tolkien. ", "Yes."),
+    ("It ", "was ", "the ", "U.S. ", "army. ", "Yes."),
+]
+
+
+@pytest.mark.parametrize("tokens", NOT_ENDS)
+@pytest.mark.parametrize("mode", list(FlushOn))
+def test_a_push_never_ends_at_a_period_that_ends_no_sentence(tokens, mode):
+    actions = run(list(tokens), flush_on=mode, first_push_words=1)
+    text = "".join(tokens)
+    assert pushed(actions) == text
+    for push in (a.text for a in actions if isinstance(a, Push)):
+        last = push.split()[-1]
+        assert last.lower() not in ("dr.", "1.", "2.", "e.g.", "jan.", "no.", "j.", "r.", "u.s.")
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected"),
+    [
+        (["Ask ", "Dr. ", "Smith ", "now. ", "Then."], ["Ask Dr. Smith now. ", "Then."]),
+        (
+            ["Do this: ", "1. ", "unplug it, ", "2. ", "wait. ", "Ok."],
+            ["Do this: 1. unplug it, 2. wait. ", "Ok."],
+        ),
+        (["Prices rose ", "etc. ", "The ", "end."], ["Prices rose etc. ", "The end."]),
+        (["Meet on ", "Jan. ", "5 ", "at noon. ", "Ok."], ["Meet on Jan. 5 at noon. ", "Ok."]),
+        (["So did ", "I. ", "Then we left."], ["So did I. ", "Then we left."]),
+        (["I said ", "no. ", "Then ", "I left."], ["I said no. ", "Then I left."]),
+        (["We ended with ", "etc."], ["We ended with etc."]),
+    ],
+)
+def test_a_period_before_an_unknown_word_waits_for_it(tokens, expected):
+    assert segments(tokens) == expected
+
+
+def test_a_held_period_is_decided_by_the_next_word_and_pushes_nothing_before_it():
+    driver = Driver(first_push_words=1)
+    assert driver.feed("Hello ") == [Push("Hello ")]
+    assert driver.feed("Dr. ") == []  # "Dr." alone would be spoken alone
+    assert driver.feed("   ") == []
+    assert driver.feed("Smith ") == [Push("Dr.    Smith ")]
+    assert driver.feed("etc.  ") == []  # etc. may end a sentence: the next word tells
+    assert driver.feed("The") == [Push("etc. "), Flush()]
+
+
+@given(pieces, chunkings, modes)
+def test_no_push_ends_at_a_period_the_shared_rule_says_ends_no_sentence(text, cuts, mode):
+    actions = run(tokenize(text, cuts), flush_on=mode, first_push_words=1)
+    for end in push_ends(actions)[:-1]:
+        stripped = text[:end].rstrip()
+        if end == len(stripped) or not stripped.endswith("."):
+            continue  # the push ends in a word, or after other punctuation
+        if re.search(r"\.\.+$|[\u2026]$", stripped) or _in_tag(text, len(stripped) - 1):
+            continue
+        following = text[end:].lstrip()[:1]
+        word, before = period_context("\n" + stripped, len(stripped))
+        assert ends_sentence(word, before, following) is not False, (text[:end], following)
+
+
+def _in_tag(text: str, index: int) -> bool:
+    return any(a <= index < b for a, b in tag_spans(text))
+
+
+# -- linear time: work counted, not timed ----------------------------------------------
+
+_OUR_CODE = ("segmenter.py", "cuts.py", "text.py")
+
+
+def work(tokens: list[str], **kwargs) -> int:
+    """Python bytecode instructions the segmenter runs for ``tokens`` (fed, then finished).
+
+    A count, not a time: it does not vary with the machine's load. Calls into C
+    (a regex, a slice) count once each, so the segmenter keeps those bounded by
+    the text they look at (a window, a piece), never the whole buffer.
+    """
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        if not frame.f_code.co_filename.endswith(_OUR_CODE):
+            return None
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            count += 1
+        return tracer
+
+    driver = Driver(**kwargs)
+    sys.settrace(tracer)
+    try:
+        for token in tokens:
+            driver.feed(token)
+        driver.finish()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+shapes = st.sampled_from(
+    [
+        "Hello there, Dr. Smith. How are you today? I am fine, e.g. well! ",
+        "Do this: 1. unplug it, 2. wait a bit; 3. plug it in. Done. ",
+        'A <break time="1s"/> pause and <spell>ABC</spell> spelled. ',
+        "no punctuation at all just words and words and more words ",
+        "你好\u3002今天天气很好\uff01我们走吧\u3002",
+        "a < b and <b c d e f g h i j k l m n o p q r s t u v w x y z ",
+        "...   ...   !!!   ,,,   ",
+        "word\n\n\n\n\n\n\n\n",
+    ]
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(shapes, st.integers(1, 13), modes, st.booleans())
+def test_the_work_grows_linearly_with_the_text(shape, token_size, mode, whole):
+    def tokens(repeats: int) -> list[str]:
+        text = shape * repeats
+        return [text[i : i + token_size] for i in range(0, len(text), token_size)]
+
+    options = {"flush_on": mode, "whole_segments": whole}
+    small, large = work(tokens(6), **options), work(tokens(48), **options)
+    # 8 times the text: 8 times the work, give or take the turn's fixed costs
+    # (measured: within 9%; a rescan of the buffer at each cut is 8 times more).
+    assert large <= 8 * small * 1.2, (small, large)
+
+
+def test_a_200_kb_frame_is_cut_with_the_work_of_its_length():
+    sentence = "The results, e.g. table 3, were fine at 5 p.m. today! Dr. Smith agreed. "
+    small = work([sentence * 30])
+    large = work([sentence * 2800])  # about 200 KB in one frame
+    assert large <= (2800 / 30) * small * 1.15, (small, large)

@@ -35,6 +35,7 @@ from ..protocol import (
     ServerEvent,
     Timestamps,
 )
+from ..protocol.text import ends_sentence, period_context
 from .config import Behavior, CancelBehavior, Pacing
 from .voice import Span, Speech, SyntheticVoice
 
@@ -44,8 +45,14 @@ if TYPE_CHECKING:
 # Text is ready for generation at a sentence end followed by whitespace or by
 # the end of the input received so far, or at a newline (protocol doc, 4.2;
 # Cartesia: a chunk ending with terminal punctuation is treated as complete).
-# Anything else waits for more text, a flush, a close or the buffer delay.
+# A period with a next word known must end a sentence by the shared rule ("Dr.
+# Smith" does not); with nothing after it yet, the server cannot wait to see,
+# and speaks "Dr. " alone. Anything else waits for more text, a flush, a close
+# or the buffer delay.
 _READY = re.compile(r"[.!?](?=\s|$)|\n")
+_SPACES = re.compile(r"\s*")
+# Text kept from earlier generations, to judge a period near the start of the buffer.
+_LOOKBACK = 64
 
 
 class ContextHost(Protocol):
@@ -108,6 +115,7 @@ class EmulatedContext:
         delay = state.opening.max_buffer_delay_ms
         self._delay_s = (DEFAULT_MAX_BUFFER_DELAY_MS if delay is None else delay) / 1000.0
         self._pending = ""
+        self._before = "\n"  # the end of what was released before `_pending`
         self._timer: asyncio.TimerHandle | None = None
         self._jobs: asyncio.Queue[Any] = asyncio.Queue()
         self._flush_id = 1  # the server's numbering: manual and, at delay 0, implicit flushes
@@ -145,7 +153,7 @@ class EmulatedContext:
         if self._delay_s == 0:
             self._release()  # custom buffering: every input is generated at once
         else:
-            self._release_ready()
+            self._release_ready(len(request.transcript))
         # At delay 0 the real server treats each input with text as flushed: one
         # flush id per input (its own flush, if it carries one), none for the close.
         implicit = (
@@ -191,11 +199,15 @@ class EmulatedContext:
             if held_slot:
                 self._host.release(self)
 
-    def _release_ready(self) -> None:
+    def _release_ready(self, new: int) -> None:
         # Each ready sentence is a generation of its own, so a cancel stops at the
         # sentence being spoken, as it would on a server generating as text arrives.
+        # Only the ``new`` characters at the end are looked at: the rest was, and
+        # was not ready whatever follows.
         start = 0
-        for match in _READY.finditer(self._pending):
+        for match in _READY.finditer(self._pending, max(0, len(self._pending) - new - 1)):
+            if match.group() == "." and not self._period_ends(match.start()):
+                continue
             self._enqueue(self._pending[start : match.end()])
             start = match.end()
         self._pending = self._pending[start:]
@@ -205,13 +217,23 @@ class EmulatedContext:
             # Managed buffering: unready text waits at most the buffer delay.
             self._timer = asyncio.get_running_loop().call_later(self._delay_s, self._release)
 
+    def _period_ends(self, dot: int) -> bool:
+        following = _SPACES.match(self._pending, dot + 1).end()
+        if following == len(self._pending):
+            return True  # nothing known after it: a buffering server speaks now
+        text = self._before + self._pending
+        word, before = period_context(text, dot + len(self._before))
+        return ends_sentence(word, before, self._pending[following]) is not False
+
     def _release(self) -> None:
         self._cancel_timer()
         text, self._pending = self._pending, ""
         self._enqueue(text)
 
     def _enqueue(self, text: str) -> None:
+        self._before = (self._before + text)[-_LOOKBACK:]
         if text.strip():
+            self.record.generations.append(text)
             now = asyncio.get_running_loop().time()
             self._jobs.put_nowait(_Segment(text, self._flush_id, self._generation_config, now))
 

@@ -39,6 +39,10 @@ class ContextRecord:
         connection: The `ConnectionRecord.number` of the connection it was opened on.
         requests: Every request for the context, as decoded JSON, in order.
         inputs: Generation requests, in order.
+        generations: The text of each generation, in order: what the server
+            buffered and then spoke as one piece (a sentence it found, what a
+            flush, the close or the buffer delay released). Prosody does not
+            cross from one to the next, so ``"Dr."`` alone here is a defect.
         cancelled: A cancel was received.
         done: ``done`` was sent.
         events: Types of the messages sent, in order.
@@ -57,6 +61,7 @@ class ContextRecord:
     connection: int
     requests: list[dict[str, Any]] = field(default_factory=list)
     inputs: list[InputRecord] = field(default_factory=list)
+    generations: list[str] = field(default_factory=list)
     cancelled: bool = False
     done: bool = False
     events: list[str] = field(default_factory=list)
