@@ -17,14 +17,16 @@ the context on the same socket, and nothing of it reaches downstream after.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
 from pipecat.audio.utils import create_stream_resampler
 from pipecat.frames.frames import (
+    AggregatedTextFrame,
     AggregatedTextProgressFrame,
     ErrorFrame,
     Frame,
@@ -46,6 +48,7 @@ from pipecat.transcriptions.language import Language
 from pipecat.utils.errors import ErrorCategory
 from pipecat.utils.tracing.service_decorators import traced_tts
 from pipecat.utils.types import assert_given
+from pipecat.utils.utils import obj_count, obj_id
 
 from .audio import Pcm16Converter
 from .client import (
@@ -150,6 +153,21 @@ class _Unspoken:
 # frames later (checked against pipecat 1.14).
 _UNSPOKEN_PTS = -1
 
+# A text frame longer than this goes on in slices, the event loop free between
+# them, as if an LLM had streamed it: one pasted document must not stall every
+# pipeline in the process (pipecat's own sentence matching rescans its text).
+SLICE_CHARACTERS = 2048
+
+
+def _slices(text: str, size: int = SLICE_CHARACTERS) -> Iterator[str]:
+    """``text`` in pieces of about ``size`` characters, cut after whitespace where there is some."""
+    start = 0
+    while len(text) - start > size:
+        cut = text.rfind(" ", start, start + size) + 1 or start + size
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
 
 @dataclass(eq=False)
 class _Turn:
@@ -163,6 +181,9 @@ class _Turn:
     opened: asyncio.Queue[CartesiaContext | None] = field(default_factory=asyncio.Queue)
     receiver: asyncio.Task | None = None
     retry: asyncio.Task | None = None
+    # Set as the turn's audio comes, and once the turn is over: the rest of a
+    # long frame waits for it (see `_handle_aggregated_text`).
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def context_id(self) -> str:
@@ -395,6 +416,44 @@ class CartesiaContextTTSService(WebsocketTTSService):
         turn = self._turns.get(context_id) or self._open_turn(context_id)
         await self._do(turn, turn.engine.feed(text, time.monotonic()))
         yield None
+
+    async def _handle_aggregated_text(
+        self, src_frame: AggregatedTextFrame, context_id: str | None = None
+    ):
+        """Speak long text (a 200 KB frame) in slices, as fast as its audio comes.
+
+        Each slice waits until less than a slice of the text sent has no audio
+        yet. So the first audio is as early as a short turn's (pipecat queues
+        each sentence's text frame ahead of the audio that comes after it), and
+        the turn holds a few slices' worth of pipecat's per-sentence state, not
+        the whole frame's, which would stall the loop in garbage collection.
+        """
+        if len(src_frame.text) <= SLICE_CHARACTERS:
+            await super()._handle_aggregated_text(src_frame, context_id)
+            return
+        context_id = context_id or self.create_context_id()
+        for n, piece in enumerate(_slices(src_frame.text)):
+            if n:
+                await asyncio.sleep(0)  # other pipelines, and this turn's audio, go on
+                await self._wait_for_audio(context_id)
+            frame = copy.copy(src_frame)
+            frame.id, frame.name = obj_id(), f"{type(frame).__name__}#{obj_count(frame)}"
+            frame.text = piece
+            frame.raw_text = piece if src_frame.raw_text is not None else None
+            await super()._handle_aggregated_text(frame, context_id)
+
+    async def _wait_for_audio(self, context_id: str):
+        """Wait while a slice or more of the turn's text sent has no audio yet."""
+        turn = self._turns.get(context_id)
+        while turn is not None and turn.engine.unheard >= SLICE_CHARACTERS:
+            if turn.engine.phase not in (
+                TurnPhase.STREAMING,
+                TurnPhase.SWITCHING,
+                TurnPhase.RESUMING,
+            ):
+                return  # over (the rest is dropped), or nothing sent yet
+            turn.progress.clear()
+            await turn.progress.wait()
 
     async def flush_audio(self, context_id: str | None = None):
         """End the turn's input: push what is left and close its Cartesia context.
@@ -769,6 +828,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
     async def _audio(self, turn: _Turn, action: Audio):
         if action.first:
             await self.stop_ttfb_metrics(end_time=time.time())
+        turn.progress.set()
         audio = turn.converter.convert(action.data)
         if audio and self._wire_rate != self.sample_rate:
             audio = await turn.resampler.resample(audio, self._wire_rate, self.sample_rate)
@@ -916,6 +976,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
         if turn.receiver is not current:
             turn.receiver = None
         turn.opened.put_nowait(None)
+        turn.progress.set()  # nothing waits for a turn that will not speak
 
     async def _apply_force_complete(self, context_id: str):
         # pipecat completes a turn's untimed words at its end as if they were

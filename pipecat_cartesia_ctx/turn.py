@@ -256,6 +256,12 @@ class TurnEngine:
         """Cartesia contexts opened for the turn."""
         return self._opened
 
+    @property
+    def unheard(self) -> int:
+        """Characters sent after the last segment with audio: how far the text runs ahead."""
+        heard = max(self._heard_at, default=0)
+        return self._characters((heard + 1, 0), self._sent_high)
+
     # -- inputs from the pipeline -----------------------------------------------------
 
     def feed(self, text: str, now: float) -> list[Action]:

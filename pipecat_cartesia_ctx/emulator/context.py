@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 # and speaks "Dr. " alone. Anything else waits for more text, a flush, a close
 # or the buffer delay.
 _READY = re.compile(r"[.!?](?=\s|$)|\n")
+# A generation longer than this many words is rendered and sent piece by piece.
+_PIECE_WORDS = 120
+_SPACE_RUN = re.compile(r"\s+")
 _SPACES = re.compile(r"\s*")
 # Text kept from earlier generations, to judge a period near the start of the buffer.
 _LOOKBACK = 64
@@ -312,6 +315,14 @@ class EmulatedContext:
             self._current = None
 
     async def _generate(self, segment: _Segment) -> None:
+        # A long generation is rendered and sent piece by piece, as a streaming
+        # server sends it: its first audio does not wait for all of it.
+        for piece in _pieces(segment.text):
+            if not self._may_send(segment):
+                return
+            await self._generate_piece(segment, piece)
+
+    async def _generate_piece(self, segment: _Segment, text: str) -> None:
         opening, pacing, loop = self.state.opening, self._host.pacing, asyncio.get_running_loop()
         rate = opening.output_format.sample_rate
         width = opening.output_format.bytes_per_sample
@@ -319,19 +330,17 @@ class EmulatedContext:
         # Rendering takes ~8 ms per audio second at 24 kHz; in a thread it does not
         # hold up other contexts' chunks or the reading of cancels.
         speech, data = await asyncio.to_thread(
-            self._render, segment, opening.output_format.encoding, rate, first_sample
+            self._render, segment, text, opening.output_format.encoding, rate, first_sample
         )
         self._offset_samples += len(speech.samples)
         seconds_per_byte = 0.0 if math.isinf(pacing.speed) else 1.0 / (rate * width * pacing.speed)
         # Audio cannot go out before it is rendered: a slow render delays the start, it
         # never compresses the pacing into a burst.
-        start = max(
-            segment.released_at + pacing.first_chunk_ms / 1000.0, self._next_free, loop.time()
-        )
+        ready = segment.released_at + pacing.first_chunk_ms / 1000.0
+        start = max(ready, self._next_free, loop.time())
         self._next_free = start + len(data) * seconds_per_byte
         spoken = _Cursor(speech.words)
-        words = _Cursor(speech.words)
-        phonemes = _Cursor(speech.phonemes)
+        words, phonemes = _Cursor(speech.words), _Cursor(speech.phonemes)
         for begin, end in _chunk_bounds(len(data), rate, width, pacing):
             if not self._may_send(segment):
                 return
@@ -353,10 +362,10 @@ class EmulatedContext:
         await self._send_timing(segment, words, phonemes, math.inf)
 
     def _render(
-        self, segment: _Segment, encoding: str, rate: int, offset_samples: int
+        self, segment: _Segment, text: str, encoding: str, rate: int, offset_samples: int
     ) -> tuple[Speech, bytes]:
         speech = self._host.voice.synthesize(
-            segment.text,
+            text,
             rate,
             offset_samples=offset_samples,
             generation_config=segment.generation_config,
@@ -380,6 +389,20 @@ class EmulatedContext:
                 await self._host.send(
                     event(self.context_id, texts, starts, ends, segment.flush_id), self
                 )
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` in pieces of about `_PIECE_WORDS` words, cut at whitespace outside tags."""
+    pieces, start, words = [], 0, 0
+    for space in _SPACE_RUN.finditer(text):
+        words += 1
+        if words < _PIECE_WORDS or text.rfind("<", start, space.start()) > text.rfind(
+            ">", start, space.start()
+        ):
+            continue  # too short yet, or inside a tag ("<break time=...")
+        pieces.append(text[start : space.end()])
+        start, words = space.end(), 0
+    return [*pieces, text[start:]] if start < len(text) or not pieces else pieces
 
 
 class _Cursor:

@@ -78,8 +78,9 @@ _MAY_END = frozenset(
         *("mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun"),
     }
 )
-# A number right after one of these (or at a line start) numbers a list item.
-_LIST_MARKS = frozenset(".!?:;,(\n")
+# A number right after one of these (or at a line start) numbers a list item; not
+# after a period, which may be an abbreviation's ("No. 4711.").
+_LIST_MARKS = frozenset(":;,(\n")
 _OPENERS = "\"'([{\u00ab\u201c\u2018"
 
 
