@@ -99,6 +99,7 @@ class CutFinder:
         self._in_word = False  # the front is inside a token already counted
         self._run: _Run | None = None
         self.cuts: list[Cut] = []
+        self.first = 0  # cuts before this index are pushed and forgotten
 
     @property
     def end(self) -> int:
@@ -160,12 +161,18 @@ class CutFinder:
         self._trim()
 
     def drop_through(self, position: int) -> None:
-        """Forget the cuts up to ``position`` (the text before it was pushed)."""
-        k = 0
-        while k < len(self.cuts) and self.cuts[k].position <= position:
+        """Forget the cuts up to ``position`` (the text before it was pushed).
+
+        Indices into `cuts` held by a caller are good until the next call.
+        """
+        cuts, k = self.cuts, self.first
+        while k < len(cuts) and cuts[k].position <= position:
             k += 1
-        if k:
-            del self.cuts[:k]
+        self.first = k
+        if k > 1024 and 2 * k > len(cuts):
+            # Now and then, not at every push: deleting from the front moves the rest.
+            del cuts[:k]
+            self.first = 0
 
     def skip_to(self, position: int) -> None:
         """Nothing before ``position`` will be pushed (the turn's leading whitespace)."""

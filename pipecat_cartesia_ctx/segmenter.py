@@ -225,7 +225,7 @@ class Segmenter:
         position are not looked at again.
         """
         if self._looked != (at, final):
-            self._looked, self._seen, self._best = (at, final), 0, None
+            self._looked, self._seen, self._best = (at, final), self._cuts.first, None
         cuts = self._cuts.cuts
         while self._seen < len(cuts):
             cut = cuts[self._seen]
