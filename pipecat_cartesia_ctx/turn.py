@@ -496,8 +496,17 @@ class TurnEngine:
         """After a 400, a segment waits until the one before it (skipped ones aside) is heard."""
         if not self._careful:
             return False
-        before = [n for n in range(attempt.first_segment, segment) if n not in self._skipped]
-        return bool(before) and not self._acked(attempt, before[-1])
+        # The nearest segment before it that was not skipped (looked for backwards:
+        # a long turn has thousands of segments).
+        before = next(
+            (
+                n
+                for n in range(segment - 1, attempt.first_segment - 1, -1)
+                if n not in self._skipped
+            ),
+            None,
+        )
+        return before is not None and not self._acked(attempt, before)
 
     def _acked(self, attempt: _Attempt, segment: int) -> bool:
         local = segment - attempt.first_segment + 1
