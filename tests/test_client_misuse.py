@@ -48,13 +48,18 @@ def step_at_once(stream: EventStream):
     return anext(stream).send(None)
 
 
-async def two_segments(conn: CartesiaConnection, **kwargs):
-    """A context given both segments at once, and every event of it, read by a lone receiver."""
-    ctx = new_context(conn, **kwargs)
+async def send_two_segments(ctx) -> None:
+    """Both segments and the close, at once."""
     await ctx.push(FIRST)
     await ctx.flush()
     await ctx.push(SECOND)
     await ctx.no_more_inputs()
+
+
+async def two_segments(conn: CartesiaConnection, **kwargs):
+    """A context given both segments at once, and every event of it, read by a lone receiver."""
+    ctx = new_context(conn, **kwargs)
+    await send_two_segments(ctx)
     return await collect(ctx)
 
 
@@ -64,10 +69,7 @@ async def test_the_second_of_two_concurrent_receives_fails_and_the_first_gets_ev
     first, second = ctx.receive(timeout=10), ctx.receive(timeout=10)
     # Both iterate before any event exists: the user's report, two tasks reading one context.
     results = asyncio.gather(collect_stream(first), collect_stream(second), return_exceptions=True)
-    await ctx.push(FIRST)
-    await ctx.flush()
-    await ctx.push(SECOND)
-    await ctx.no_more_inputs()
+    await send_two_segments(ctx)
     got, refused = await results
 
     assert isinstance(refused, ConcurrentReceiveError)
@@ -124,10 +126,7 @@ def test_the_error_is_a_local_misuse_error_of_our_hierarchy():
 async def test_a_receive_after_breaking_out_goes_on_from_the_next_event(conn):
     reference = await two_segments(conn)
     ctx = new_context(conn)
-    await ctx.push(FIRST)
-    await ctx.flush()
-    await ctx.push(SECOND)
-    await ctx.no_more_inputs()
+    await send_two_segments(ctx)
     heads = []
     async for event in ctx.receive(timeout=10):
         heads.append(event)
@@ -140,10 +139,7 @@ async def test_a_receive_after_breaking_out_goes_on_from_the_next_event(conn):
 async def test_a_closed_stream_frees_the_context_and_an_open_one_holds_it(conn):
     reference = await two_segments(conn)
     ctx = new_context(conn)
-    await ctx.push(FIRST)
-    await ctx.flush()
-    await ctx.push(SECOND)
-    await ctx.no_more_inputs()
+    await send_two_segments(ctx)
     held = ctx.receive(timeout=10)
     head = await anext(held)
     with pytest.raises(ConcurrentReceiveError):
