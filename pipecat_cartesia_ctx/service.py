@@ -157,6 +157,8 @@ _UNSPOKEN_PTS = -1
 # them, as if an LLM had streamed it: one pasted document must not stall every
 # pipeline in the process (pipecat's own sentence matching rescans its text).
 SLICE_CHARACTERS = 2048
+# The longest a slice waits for the turn's audio to move on before it goes anyway.
+_PACING_WAIT_S = 2.0
 
 
 def _slices(text: str, size: int = SLICE_CHARACTERS) -> Iterator[str]:
@@ -428,7 +430,11 @@ class CartesiaContextTTSService(WebsocketTTSService):
         the turn holds a few slices' worth of pipecat's per-sentence state, not
         the whole frame's, which would stall the loop in garbage collection.
         """
-        if len(src_frame.text) <= SLICE_CHARACTERS:
+        if (
+            len(src_frame.text) <= SLICE_CHARACTERS
+            or src_frame.text_type in self._skip_text_types
+            or src_frame.raw_text not in (None, src_frame.text)  # a pattern match: kept whole
+        ):
             await super()._handle_aggregated_text(src_frame, context_id)
             return
         context_id = context_id or self.create_context_id()
@@ -453,7 +459,12 @@ class CartesiaContextTTSService(WebsocketTTSService):
             ):
                 return  # over (the rest is dropped), or nothing sent yet
             turn.progress.clear()
-            await turn.progress.wait()
+            try:
+                # Bounded: pacing is an optimisation, and text waiting for audio
+                # that never comes must not hold the pipeline.
+                await asyncio.wait_for(turn.progress.wait(), _PACING_WAIT_S)
+            except TimeoutError:
+                return
 
     async def flush_audio(self, context_id: str | None = None):
         """End the turn's input: push what is left and close its Cartesia context.
@@ -656,8 +667,10 @@ class CartesiaContextTTSService(WebsocketTTSService):
             await self._audio(turn, action)
         elif isinstance(action, Words):
             await self._words(turn, action)
+            turn.progress.set()
         elif isinstance(action, SegmentDone):
             await self._segment_done(turn, action)
+            turn.progress.set()
         elif isinstance(action, SendFlush):
             if (context := turn.contexts.get(action.context_id)) is not None:
                 await context.flush()
@@ -675,6 +688,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
             return self._schedule_retry(turn, action)
         elif isinstance(action, Skipped):
             await self._skipped(turn, action)
+            turn.progress.set()
         elif isinstance(action, Failed):
             await self._failed(turn, action)
         elif isinstance(action, Ended):

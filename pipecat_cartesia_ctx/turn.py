@@ -258,9 +258,17 @@ class TurnEngine:
 
     @property
     def unheard(self) -> int:
-        """Characters sent after the last segment with audio: how far the text runs ahead."""
-        heard = max(self._heard_at, default=0)
-        return self._characters((heard + 1, 0), self._sent_high)
+        """Characters sent and not yet heard: how far the text runs ahead of the audio.
+
+        Heard: up to the last word played, through the last segment reported
+        (done or skipped), and a segment whose audio has begun.
+        """
+        heard = (self._reported + 1, 0)
+        if self._heard_at:
+            heard = max(heard, (max(self._heard_at) + 1, 0))
+        for attempt in self._attempts:
+            heard = max(heard, attempt.voiced or heard)
+        return self._characters(heard, self._sent_high)
 
     # -- inputs from the pipeline -----------------------------------------------------
 

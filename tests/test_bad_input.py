@@ -152,3 +152,22 @@ async def test_a_10000_word_turn_is_spoken_whole_and_the_next_turn_plays(emu):
     assert_spoken_whole(down, long, text)
     assert len(long.spoken) >= 10_000
     assert_spoken_whole(down, after, NEXT)
+
+
+async def test_a_refused_sentence_in_a_huge_frame_does_not_hold_the_rest(emu):
+    # The refused text is a whole slice: the rest must not wait for audio it will never get.
+    emu.faults.refuse_transcripts_containing = "purple"
+    text = "abcd " * 408 + "purple. " + "More text here. " * 300
+    down, _ = await run_test(
+        make_tts(emu, sample_rate=8000),
+        frames_to_send=[
+            LLMFullResponseStartFrame(),
+            LLMTextFrame(text),
+            LLMFullResponseEndFrame(),
+            *llm_turn(NEXT),
+        ],
+    )
+    spoken = "".join(f.text for f in flush_dones(down))
+    assert "purple" not in spoken
+    assert spoken.count("More text here.") == 300
+    assert spoken.endswith(NEXT)

@@ -94,7 +94,7 @@ def period_context(text: str, dot: int) -> tuple[str, str]:
     Returns:
         The word before the period (opening quotes and brackets removed), and
         the last character before that word other than a space or tab
-        (``"\n"`` at a line start, ``""`` when ``text`` starts with the word).
+        (``"\n"`` at a line start, ``""`` when ``text`` starts with the word: unknown).
     """
     start = dot
     while start > 0 and not text[start - 1].isspace():
@@ -128,7 +128,7 @@ def ends_sentence(word: str, before: str, following: str | None) -> bool | None:
         return False
     if len(word) == 1 and word.isupper() and word != "I":
         return False  # an initial: "J. R. R. Tolkien" ("So did I." ends)
-    if word.isdigit() and (before in _LIST_MARKS or before == ""):
+    if word.isdigit() and before in _LIST_MARKS:
         return False  # a list number: "Steps:\n1. Open it", "do this: 1. unplug it, 2. wait"
     if key in _MAY_END:
         if following is None:
