@@ -207,14 +207,14 @@ class CutFinder:
             word, before = run.held
             run.held = None
             run.boundary = SENTENCE if ends_sentence(word, before, following) else _NO_CUT
-        if run.boundary is _NO_CUT:
+        if run.boundary == _NO_CUT:
             pass  # "Dr. ": a push ending here would have the server speak "Dr." alone
         elif not run.cut:
             # Right after the first whitespace character: a flush never waits for more.
             self.cuts.append(Cut(run.start + 1, run.boundary, run.start, self._words))
             run.cut = True
         if ended:
-            if run.boundary is not _NO_CUT and stop > run.start + 1:
+            if run.boundary != _NO_CUT and stop > run.start + 1:
                 self.cuts.append(Cut(stop, run.boundary, run.start, self._words))
             self._run = None
         return stop
@@ -222,7 +222,7 @@ class CutFinder:
     def _judge(self, run_start: int) -> tuple[str | None, tuple[str, str] | None]:
         """What ends before the whitespace at ``run_start``, or what to hold it for."""
         boundary = self._classify(run_start)
-        if boundary is not _PERIOD:
+        if boundary != _PERIOD:
             return boundary, None
         dot = self._period_before(run_start)
         word, before = period_context(self._text, dot - self._base)
