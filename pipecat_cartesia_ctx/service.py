@@ -124,6 +124,9 @@ class CartesiaServiceStats:
         reconnects: Connections opened after the first.
         replayed_characters: Characters sent again after a lost context.
         connect_seconds: How long the last connection took to open.
+        pacing_timeouts: Slices of a long text frame sent without their wait
+            for audio ending (it is bounded): above 0, audio stopped coming
+            while text was ahead of it.
     """
 
     contexts_opened: int = 0
@@ -134,6 +137,7 @@ class CartesiaServiceStats:
     reconnects: int = 0
     replayed_characters: int = 0
     connect_seconds: float = 0.0
+    pacing_timeouts: int = 0
 
 
 class _LocalBudgetFull(ConcurrencyLimitError):
@@ -464,6 +468,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
                 # that never comes must not hold the pipeline.
                 await asyncio.wait_for(turn.progress.wait(), _PACING_WAIT_S)
             except TimeoutError:
+                self._stats.pacing_timeouts += 1
                 return
 
     async def flush_audio(self, context_id: str | None = None):
@@ -685,6 +690,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
             await self._open_audio(turn.context_id)
             await self.start_ttfb_metrics(start_time=time.time())
         elif isinstance(action, Retry):
+            turn.progress.set()  # a skip leaves less to wait for
             return self._schedule_retry(turn, action)
         elif isinstance(action, Skipped):
             await self._skipped(turn, action)

@@ -261,13 +261,17 @@ class TurnEngine:
         """Characters sent and not yet heard: how far the text runs ahead of the audio.
 
         Heard: up to the last word played, through the last segment reported
-        (done or skipped), and a segment whose audio has begun.
+        (done or skipped), and a refused one (it will have no audio: nothing
+        is waited for it). Without word timestamps, a segment whose audio has
+        begun (its words cannot be told apart).
         """
         heard = (self._reported + 1, 0)
-        if self._heard_at:
+        if self._heard_at and not self.expect_timestamps:
             heard = max(heard, (max(self._heard_at) + 1, 0))
         for attempt in self._attempts:
             heard = max(heard, attempt.voiced or heard)
+        while heard[0] in self._skipped:
+            heard = (heard[0] + 1, 0)
         return self._characters(heard, self._sent_high)
 
     # -- inputs from the pipeline -----------------------------------------------------

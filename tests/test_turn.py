@@ -857,3 +857,72 @@ def test_a_word_end_that_is_not_exact_in_floating_point_still_ends_the_word():
     sim.run()
     assert [w for w, _ in sim.words] == text.split()
     assert sim.audio.replace(b"\0", b"") == b"".join(word_audio(t, sim.voice) for t in text.split())
+
+
+# -- how far the text runs ahead of its audio (what paces a huge frame) ---------------------
+
+
+def test_the_text_ahead_of_the_audio_is_what_was_sent_past_the_last_word_played():
+    text = "One two three four. Five six seven eight."
+    sim = server(text, chunk_size=4, engine=make_engine(flush_on="turn"))
+    sim.feed(text)
+    sim.end_input()
+    assert "".join(a.text for a in sim.of(Send)) == text
+    assert sim.engine.unheard == len(text)  # one segment, no audio yet
+    while [w for w, _ in sim.words][-1:] != ["two"]:
+        assert sim.step()
+    assert sim.engine.unheard == len(text) - len("One two")
+    sim.run()
+    assert sim.engine.unheard == 0
+
+
+def test_without_timestamps_a_segment_whose_audio_began_is_heard():
+    sentences = ["One two three four. ", "Five six seven eight."]
+    text = "".join(sentences)
+    sim = server(text, chunk_size=4, timestamps=False, engine=make_engine(expect_timestamps=False))
+    sim.feed(text)
+    sim.end_input()
+    assert sim.engine.unheard == len(text)
+    while not sim.of(Audio):
+        assert sim.step()
+    assert sim.engine.unheard == len(sentences[1])
+
+
+def test_a_refused_segment_is_not_waited_for():
+    sentences = ["Hello there my friend. ", "Say the forbidden word now. ", "How are you today?"]
+    text = "".join(sentences)
+
+    def refuse(pushed: str) -> CartesiaAPIError | None:
+        return InvalidRequestError("invalid transcript") if "forbidden" in pushed else None
+
+    sim = server(text, chunk_size=8, refuse=refuse, auto_resume=False)
+    sim.feed(text)
+    sim.end_input()
+    sim.run()  # sentence 1 plays, then the 400
+    sim.resume()  # sentence 2 alone
+    sim.run()  # refused again: it is skipped
+    assert sim.resume() == [Open("t-3"), Send("t-3", sentences[2]), Close("t-3")]
+    # Sentence 2 will never have audio: only sentence 3 is ahead of it.
+    assert sim.engine.unheard == len(sentences[2])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    turn=turns(),
+    chunk_size=chunk_sizes,
+    flush_on=flush_modes,
+    timestamps=st.booleans(),
+)
+def test_the_text_ahead_of_the_audio_only_shrinks_as_it_plays_and_ends_at_zero(
+    turn, chunk_size, flush_on, timestamps
+):
+    engine = make_engine(expect_timestamps=timestamps, flush_on=flush_on)
+    sim = server(turn, engine=engine, chunk_size=chunk_size, timestamps=timestamps)
+    sim.feed(turn)
+    sim.end_input()
+    ahead = [engine.unheard]
+    while sim.step():
+        ahead.append(engine.unheard)
+    assert ahead[0] == sum(len(a.text) for a in sim.of(Send))
+    assert ahead == sorted(ahead, reverse=True)
+    assert ahead[-1] == 0
