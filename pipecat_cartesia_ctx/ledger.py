@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .protocol.text import is_speakable
+from .textbuffer import TextBuffer
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ class SegmentLedger:
     """What the service sent on one context, and which segment each server event belongs to."""
 
     def __init__(self):
-        self._texts: list[str] = [""]  # text of segment n at index n - 1
+        self._texts: list[TextBuffer] = [TextBuffer()]  # segment n's text at index n - 1
         self._inputs: list[_Input] = []  # the inputs that get an id of their own when implicit
         self._flushes = 0
         self._closed = False
@@ -91,13 +92,24 @@ class SegmentLedger:
 
     def text(self, number: int) -> str:
         """The text of segment ``number`` so far."""
-        return self._texts[number - 1]
+        return str(self._texts[number - 1])
+
+    def has_text(self, number: int) -> bool:
+        """Whether segment ``number`` has text yet."""
+        return bool(self._texts[number - 1])
+
+    def find(self, number: int, sub: str, start: int = 0) -> int:
+        """Where ``sub`` first is in segment ``number``'s text from ``start`` on (-1: nowhere).
+
+        Costs the text from ``start`` on: word search resumes where it stopped.
+        """
+        return self._texts[number - 1].find(sub, start)
 
     # -- what the service sends -------------------------------------------------
 
     def pushed(self, text: str) -> None:
         """Record a push of ``text`` into the open segment."""
-        self._texts[-1] += text
+        self._texts[-1].append(text)
         if text:
             self._inputs.append(_Input("push", self.open_segment))
 
@@ -110,7 +122,7 @@ class SegmentLedger:
         closed = self.open_segment
         self._inputs.append(_Input("flush", closed))
         self._flushes += 1
-        self._texts.append("")
+        self._texts.append(TextBuffer())
         return closed
 
     def closed(self) -> None:
@@ -174,7 +186,7 @@ class SegmentLedger:
         return (
             flush_id not in self._audio_ids
             and flush_id <= len(self._texts)
-            and is_speakable(self._texts[flush_id - 1])
+            and is_speakable(str(self._texts[flush_id - 1]))
         )
 
     def _unit(self, flush_id: int) -> _Input | None:
@@ -192,5 +204,5 @@ class SegmentLedger:
             self._reported += 1
             text = self._texts[self._reported - 1]
             if text:
-                done.append(Segment(self._reported, text))
+                done.append(Segment(self._reported, str(text)))
         return done

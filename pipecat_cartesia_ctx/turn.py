@@ -38,6 +38,7 @@ from .ledger import Segment, SegmentLedger
 from .protocol import CartesiaError, Chunk, Done, Error, FlushDone, ServerEvent, Timestamps
 from .protocol.text import is_speakable
 from .segmenter import Flush, FlushOn, Position, Push, Segmenter
+from .textbuffer import TextBuffer
 from .turn_actions import (
     Action,
     Audio,
@@ -169,7 +170,7 @@ class _Attempt:
         its last flush does not: the next attempt carries that segment.
         """
         ledger = self.ledger
-        carried = ledger.open_segment - (not ledger.text(ledger.open_segment))
+        carried = ledger.open_segment - (not ledger.has_text(ledger.open_segment))
         return min(ledger.reported, carried)
 
     @property
@@ -178,7 +179,7 @@ class _Attempt:
 
     @property
     def has_input(self) -> bool:
-        return self.ledger.open_segment > 1 or bool(self.ledger.text(1))
+        return self.ledger.open_segment > 1 or self.ledger.has_text(1)
 
 
 class TurnEngine:
@@ -210,7 +211,7 @@ class TurnEngine:
         self._bytes_per_second = bytes_per_second
         self._width = sample_width
         self._phase = TurnPhase.IDLE
-        self._segments: list[str] = [""]  # turn segment n's text at index n - 1
+        self._segments: list[TextBuffer] = [TextBuffer()]  # segment n's text at index n - 1
         self._reported = 0  # segments reported done (or skipped), in order
         self._skipped: dict[int, Skipped] = {}  # reported in order, with the audio
         self._attempts: list[_Attempt] = []  # live ones, in order: the first one plays
@@ -244,7 +245,7 @@ class TurnEngine:
     @property
     def segments(self) -> list[str]:
         """The text of each segment so far (segment n at index n - 1)."""
-        return list(self._segments)
+        return [str(text) for text in self._segments]
 
     @property
     def skipped(self) -> bool:
@@ -411,9 +412,9 @@ class TurnEngine:
         """Add the segmenter's output to the turn's text, then send what may go."""
         for action in cut:
             if isinstance(action, Push):
-                self._segments[-1] += action.text
+                self._segments[-1].append(action.text)
             else:
-                self._segments.append("")
+                self._segments.append(TextBuffer())
         if self._phase is TurnPhase.IDLE and cut:
             self._move(TurnPhase.STREAMING)
         return self._catch_up(now)
@@ -439,7 +440,7 @@ class TurnEngine:
             segment, offset = attempt.sent_to
             if self._waits(attempt, segment):
                 break
-            piece = "" if segment in self._skipped else self._segments[segment - 1][offset:]
+            piece = "" if segment in self._skipped else self._segments[segment - 1].tail(offset)
             if piece:
                 self._sent_at.setdefault(segment, now)
                 attempt.ledger.pushed(piece)
@@ -465,7 +466,7 @@ class TurnEngine:
         (segment, offset), skip = self._next
         last = len(self._segments)
         while True:
-            piece = "" if segment in self._skipped else self._segments[segment - 1][offset:]
+            piece = "" if segment in self._skipped else self._segments[segment - 1].tail(offset)
             stripped = piece.lstrip()
             if is_speakable(stripped):
                 offset += len(piece) - len(stripped)
@@ -566,7 +567,7 @@ class TurnEngine:
         """
         local, offset = attempt.cursor
         while local <= attempt.ledger.open_segment:
-            found = attempt.ledger.text(local).find(word, offset)
+            found = attempt.ledger.find(local, word, offset)
             if found >= 0:
                 attempt.cursor = (local, found + len(word))
                 return attempt.position(local, found + len(word))
@@ -662,7 +663,7 @@ class TurnEngine:
         while self._reported < min(number, len(self._segments)):
             self._reported += 1
             n = self._reported
-            text = self._segments[n - 1]
+            text = str(self._segments[n - 1])
             if n in self._skipped:
                 actions.append(self._skipped[n])
             elif text:
@@ -701,10 +702,10 @@ class TurnEngine:
                 self._refused_opening = culprit == attempt.first_segment and not attempt.heard
                 # The replay goes on from the last word played, without it.
                 text_from = start[1] if start[0] == culprit else 0
-                text = self._segments[culprit - 1][text_from:]
+                text = self._segments[culprit - 1].tail(text_from)
                 self._skipped[culprit] = Skipped(culprit, text, error)
                 if culprit == len(self._segments):
-                    self._segments.append("")  # what follows is a new segment
+                    self._segments.append(TextBuffer())  # what follows is a new segment
                 if start[0] >= culprit:
                     start, skip = (culprit + 1, 0), 0
                 self._losses = 0  # progress: each skip removes a segment for good

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -926,3 +927,23 @@ def test_the_text_ahead_of_the_audio_only_shrinks_as_it_plays_and_ends_at_zero(
     assert ahead[0] == sum(len(a.text) for a in sim.of(Send))
     assert ahead == sorted(ahead, reverse=True)
     assert ahead[-1] == 0
+
+
+@pytest.mark.parametrize("flush_on", ["turn", "sentence"])
+def test_a_token_added_to_a_long_segment_costs_the_token_not_the_segment(flush_on):
+    # One segment of 400 KB (a run-on sentence, or any turn with "turn"):
+    # copying it per token would make the turn cost the square of its length.
+    # Memory allocated is counted, not time: it does not vary with load.
+    engine = make_engine(flush_on=flush_on)
+    for n in range(80_000):
+        engine.feed("word " if n % 50 else "end, ", now=0.0)
+    tracemalloc.start()
+    try:
+        for _ in range(100):
+            engine.feed("word ", now=0.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    [segment] = engine.segments
+    assert len(segment) > 400_000
+    assert peak < 100_000
