@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .protocol.text import ends_sentence, period_context
+from .protocol.text import ends_sentence, period_context, tag_end
 
 # Each of these characters is a word of its own (Chinese, Japanese, fullwidth forms).
 _CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef"
@@ -32,16 +32,9 @@ _CJK_CLAUSE_END = "\u3001\uff0c\uff1b\uff1a"  # ideographic comma, fullwidth , ;
 _CLAUSE_PUNCT = ",;:"
 _DASHES = ("\u2014", "\u2013", "-")  # em dash, en dash, hyphen (only when spaced)
 _CLOSERS = "\"')]}\u00bb\u201d\u2019"
-# Tags whose content is atomic too: never cut between <spell> and </spell>.
-_PAIRED_TAGS = frozenset({"spell"})
-# A "tag" left open for this long is taken for literal text (an LLM writing "a < b").
-MAX_OPEN_TAG = 256
 # Text kept behind the front to judge punctuation (the word before a period).
 _LOOKBACK = 64
 
-_TAG = re.compile(r"<<[^<>]*>>|<(/?)([A-Za-z][\w-]*)\b[^<>]*?(/?)>")
-# What may still grow into a tag: "<", "</", "<br", "<break ti", "<<m|", "<<m|x>".
-_TAG_PREFIX = re.compile(r"</?|<<[^<>]*>?|</?[A-Za-z][^<>]*")
 # Where the finder has something to do: whitespace, a possible tag, a CJK character.
 _NEXT = re.compile(f"[\\s<{_CJK_CHARS}]")
 _SPACES = re.compile(r"\s*")
@@ -271,24 +264,8 @@ class CutFinder:
 
     def _tag_end(self, at: int) -> int | None:
         """Where the tag starting at ``at`` ends: None if it is text, -1 if not known yet."""
-        text, base = self._text, self._base
-        k = at - base
-        match = _TAG.match(text, k, k + MAX_OPEN_TAG)  # bounded: "a <b" is no rescan
-        if match is None:
-            if len(text) - k > MAX_OPEN_TAG or not _TAG_PREFIX.fullmatch(text, k):
-                return None
-            return -1
-        closing, name, self_closing = match.group(1), (match.group(2) or "").lower(), match.group(3)
-        if name not in _PAIRED_TAGS or closing or self_closing:
-            return match.end() + base
-        # <spell>...</spell> is atomic as a whole, if it closes soon enough.
-        close = re.compile(rf"</{name}\b[^<>]*>", re.IGNORECASE)
-        found = close.search(text, match.end(), k + MAX_OPEN_TAG + len(name) + 3)
-        if found is not None:
-            return found.end() + base
-        if len(text) - k > MAX_OPEN_TAG:
-            return match.end() + base  # never closed: the tag alone is atomic
-        return -1
+        end = tag_end(self._text, at - self._base, complete=False)
+        return end + self._base if end is not None and end >= 0 else end
 
     def _trim(self) -> None:
         """Keep only a short window behind the front (and what waits at it)."""

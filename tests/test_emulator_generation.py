@@ -14,6 +14,7 @@ from wire_helpers import connect_raw, ends, read_until, wire
 from pipecat_cartesia_ctx.audio import encode_float, to_pcm16
 from pipecat_cartesia_ctx.client import CartesiaConnection
 from pipecat_cartesia_ctx.emulator import Behavior, Pacing, SyntheticVoice
+from pipecat_cartesia_ctx.emulator.context import _PIECE_WORDS, _pieces
 from pipecat_cartesia_ctx.protocol import (
     ENCODINGS,
     SAMPLE_RATES,
@@ -440,3 +441,31 @@ async def test_voice_shapes_and_model_ids_are_accepted(conn):
         await ctx.push("Hi.")
         await ctx.no_more_inputs()
         assert isinstance((await collect(ctx))[-1], Done)
+
+
+# -- long generations are rendered piece by piece (first audio comes early) ----------
+
+
+def test_a_long_generation_is_cut_into_pieces_at_whitespace_outside_tags():
+    spelled = "<spell>A B C D E F G H</spell>"
+    pause = '<break time="300ms"/>'
+    words = [f"w{n}" for n in range(1000)]
+    words[0] = "a < b"  # a literal "<": later spaces are not inside a tag
+    for n in range(_PIECE_WORDS - 4, 1000, _PIECE_WORDS):
+        words[n] = spelled  # straddles where a piece would end
+    words[_PIECE_WORDS * 3 - 1] = pause
+    text = " ".join(words) + "."
+    pieces = _pieces(text)
+    assert "".join(pieces) == text
+    assert len(pieces) >= 1000 // (_PIECE_WORDS + 8)
+    for piece in pieces:
+        assert piece.count("<spell>") == piece.count("</spell>"), piece
+        assert piece.count("<break") == piece.count("/>"), piece
+        assert len(piece.split()) <= _PIECE_WORDS + 8
+
+
+def test_a_tag_never_closed_does_not_stop_the_cutting():
+    text = "Spell <spell>" + " ".join(["word"] * (4 * _PIECE_WORDS)) + "."
+    pieces = _pieces(text)
+    assert "".join(pieces) == text
+    assert len(pieces) >= 3

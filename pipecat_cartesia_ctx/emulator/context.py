@@ -35,7 +35,7 @@ from ..protocol import (
     ServerEvent,
     Timestamps,
 )
-from ..protocol.text import ends_sentence, period_context
+from ..protocol.text import ends_sentence, period_context, tag_end
 from .config import Behavior, CancelBehavior, Pacing
 from .voice import Span, Speech, SyntheticVoice
 
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 _READY = re.compile(r"[.!?](?=\s|$)|\n")
 # A generation longer than this many words is rendered and sent piece by piece.
 _PIECE_WORDS = 120
-_SPACE_RUN = re.compile(r"\s+")
+_SPACE_OR_TAG = re.compile(r"\s+|<")
 _SPACES = re.compile(r"\s*")
 # Text kept from earlier generations, to judge a period near the start of the buffer.
 _LOOKBACK = 64
@@ -224,8 +224,11 @@ class EmulatedContext:
         following = _SPACES.match(self._pending, dot + 1).end()
         if following == len(self._pending):
             return True  # nothing known after it: a buffering server speaks now
-        text = self._before + self._pending
-        word, before = period_context(text, dot + len(self._before))
+        # Only the end of what precedes it: a copy per period of a long input
+        # would cost the square of its length.
+        start = max(0, dot - _LOOKBACK)
+        text = (self._before if start == 0 else "") + self._pending[start : dot + 1]
+        word, before = period_context(text, len(text) - 1)
         return ends_sentence(word, before, self._pending[following]) is not False
 
     def _release(self) -> None:
@@ -393,15 +396,17 @@ class EmulatedContext:
 
 def _pieces(text: str) -> list[str]:
     """``text`` in pieces of about `_PIECE_WORDS` words, cut at whitespace outside tags."""
-    pieces, start, words = [], 0, 0
-    for space in _SPACE_RUN.finditer(text):
+    pieces, start, words, tagged = [], 0, 0, 0  # tagged: the end of the last tag seen
+    for match in _SPACE_OR_TAG.finditer(text):
+        if match.group() == "<":
+            if match.start() >= tagged:
+                tagged = tag_end(text, match.start()) or tagged  # None: a literal "<"
+            continue
         words += 1
-        if words < _PIECE_WORDS or text.rfind("<", start, space.start()) > text.rfind(
-            ">", start, space.start()
-        ):
-            continue  # too short yet, or inside a tag ("<break time=...")
-        pieces.append(text[start : space.end()])
-        start, words = space.end(), 0
+        if words < _PIECE_WORDS or match.start() < tagged:
+            continue  # too short yet, or inside a tag ("<break time=...", "<spell>A B</spell>")
+        pieces.append(text[start : match.end()])
+        start, words = match.end(), 0
     return [*pieces, text[start:]] if start < len(text) or not pieces else pieces
 
 

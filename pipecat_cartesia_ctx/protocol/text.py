@@ -12,6 +12,8 @@ and the service's segmenter never produces what either would refuse.
 
 from __future__ import annotations
 
+import re
+
 # Cartesia's own wording for a context whose first transcript it refuses (real
 # frames quoted in pipecat #1703 and LiveKit #3080/#3084; protocol doc, 4.1).
 EMPTY_TRANSCRIPT_MESSAGE = "transcript empty or contains only punctuation"
@@ -135,3 +137,49 @@ def ends_sentence(word: str, before: str, following: str | None) -> bool | None:
             return None
         return not (following.isdigit() or following == "#")
     return True
+
+
+# -- Cartesia's markup ------------------------------------------------------------------
+#
+# ``<break time="1s"/>``, ``<emotion value="..."/>``, ``<spell>...</spell>`` and
+# ``<<phoneme>>`` blocks are spoken as a whole: no push (client) and no
+# generation (emulator) may end inside one.
+
+# A "tag" left open for this long is taken for literal text (an LLM writing "a < b").
+MAX_OPEN_TAG = 256
+_TAG = re.compile(r"<<[^<>]*>>|<(/?)([A-Za-z][\w-]*)\b[^<>]*?(/?)>")
+# What may still grow into a tag: "<", "</", "<br", "<break ti", "<<m|", "<<m|x>".
+_TAG_PREFIX = re.compile(r"</?|<<[^<>]*>?|</?[A-Za-z][^<>]*")
+# Tags whose content is atomic too: never cut between <spell> and </spell>.
+_PAIRED_TAGS = frozenset({"spell"})
+
+
+def tag_end(text: str, at: int, *, complete: bool = True) -> int | None:
+    """Where the tag that starts at ``text[at]`` (a ``"<"``) ends.
+
+    Costs at most `MAX_OPEN_TAG` characters of ``text``, however long it is.
+
+    Args:
+        text: The text.
+        at: The index of a ``"<"``.
+        complete: Nothing will be added to ``text``. False for streamed text:
+            then a tag cut short may still close.
+
+    Returns:
+        The index just after the tag (after ``</spell>`` for a ``<spell>`` that
+        closes); None when the ``"<"`` is literal text; -1 when only more text
+        can tell (never when ``complete``).
+    """
+    match = _TAG.match(text, at, at + MAX_OPEN_TAG)
+    unsettled = not complete and len(text) - at <= MAX_OPEN_TAG
+    if match is None:
+        return -1 if unsettled and _TAG_PREFIX.fullmatch(text, at) else None
+    closing, name, self_closing = match.group(1), (match.group(2) or "").lower(), match.group(3)
+    if name not in _PAIRED_TAGS or closing or self_closing:
+        return match.end()
+    # <spell>...</spell> is atomic as a whole, if it closes soon enough.
+    close = re.compile(rf"</{name}\b[^<>]*>", re.IGNORECASE)
+    found = close.search(text, match.end(), at + MAX_OPEN_TAG + len(name) + 3)
+    if found is not None:
+        return found.end()
+    return -1 if unsettled else match.end()  # never closed: the tag alone is atomic
