@@ -11,6 +11,7 @@ from pipecat.frames.frames import (
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
+    TTSSpeakFrame,
 )
 from pipecat.tests.utils import run_test
 from pipeline_harness import running_pipeline
@@ -62,19 +63,20 @@ def assert_no_generation_ends_at_a_non_sentence_period(record):
             assert verdict, generation
 
 
-async def test_a_huge_frame_is_spoken_whole_and_the_next_turn_plays(make_emulator):
+def huge_llm_turn(text: str) -> list:
+    return [LLMFullResponseStartFrame(), LLMTextFrame(text), LLMFullResponseEndFrame()]
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [huge_llm_turn, lambda text: [TTSSpeakFrame(text)]],
+    ids=["LLMTextFrame", "TTSSpeakFrame"],
+)
+async def test_a_huge_frame_is_spoken_whole_and_the_next_turn_plays(make_emulator, frames):
     emu = await make_emulator()
     text = document(30_000)
     tts = make_tts(emu, sample_rate=8000)
-    down, up = await run_test(
-        tts,
-        frames_to_send=[
-            LLMFullResponseStartFrame(),
-            LLMTextFrame(text),
-            LLMFullResponseEndFrame(),
-            *llm_turn(NEXT),
-        ],
-    )
+    down, up = await run_test(tts, frames_to_send=[*frames(text), *llm_turn(NEXT)])
     assert not [f for f in down + up if isinstance(f, ErrorFrame)]
     huge, after = contexts_in_order(emu)
     assert_spoken_whole(down, huge, text)
@@ -85,16 +87,23 @@ async def test_a_huge_frame_is_spoken_whole_and_the_next_turn_plays(make_emulato
     assert tts.stats.characters_sent == len(text) + len(NEXT)
 
 
-@pytest.mark.parametrize("flush_on", ["sentence", "turn"])
-async def test_a_huge_frame_goes_out_as_its_audio_comes_and_a_barge_in_stops_it(
-    make_emulator, flush_on
-):
+@pytest.mark.parametrize(
+    ("flush_on", "speak"),
     # With "turn" there is one segment: the words played say how far the audio is.
+    [("sentence", False), ("turn", False), ("sentence", True)],
+    ids=["sentence", "turn", "TTSSpeakFrame"],
+)
+async def test_a_huge_frame_goes_out_as_its_audio_comes_and_a_barge_in_stops_it(
+    make_emulator, flush_on, speak
+):
     emu = await make_emulator(pacing=Pacing(first_chunk_ms=90, speed=6.0, chunk_ms=40))
     text = document(60_000)
     tts = make_tts(emu, flush_on=flush_on)
     async with running_pipeline(tts) as pipeline:
-        await pipeline.send(LLMFullResponseStartFrame(), LLMTextFrame(text))
+        if speak:
+            await pipeline.send(TTSSpeakFrame(text))
+        else:
+            await pipeline.send(LLMFullResponseStartFrame(), LLMTextFrame(text))
         await pipeline.down.wait_for(lambda frames: bool(audio(frames)))
         # When its first audio is out, the text sent is a slice or two ahead of it,
         # not the whole frame: the rest follows the audio.
