@@ -166,10 +166,20 @@ _PACING_WAIT_S = 2.0
 
 
 def _slices(text: str, size: int = SLICE_CHARACTERS) -> Iterator[str]:
-    """``text`` in pieces of about ``size`` characters, cut after whitespace where there is some."""
+    """``text`` in pieces of about ``size`` characters, cut after whitespace where there is some.
+
+    A piece never starts with whitespace: pipecat strips a leading newline
+    from each sentence-aggregated frame, and a list's line breaks must stay.
+    """
     start = 0
     while len(text) - start > size:
-        cut = text.rfind(" ", start, start + size) + 1 or start + size
+        cut = start + size
+        while cut > start and not text[cut - 1].isspace():
+            cut -= 1
+        if cut == start:
+            cut = start + size  # one long word: cut inside it
+        while cut < len(text) and text[cut].isspace():
+            cut += 1
         yield text[start:cut]
         start = cut
     yield text[start:]
@@ -325,6 +335,9 @@ class CartesiaContextTTSService(WebsocketTTSService):
         # failing service, and reconnecting is ours, not the base class's.
         kwargs.setdefault("max_consecutive_zero_audio_contexts", 0)
         kwargs.setdefault("reconnect_on_error", False)
+        # pipecat's sentence aggregation hands on sentences without the space
+        # between them; Cartesia would read "there." + "How" as "there.How".
+        kwargs.setdefault("append_trailing_space", True)
         super().__init__(
             text_aggregation_mode=text_aggregation_mode or TextAggregationMode.TOKEN,
             push_text_frames=False,

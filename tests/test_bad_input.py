@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pipecat.frames.frames import (
     ErrorFrame,
     InterruptionFrame,
@@ -13,13 +15,14 @@ from pipecat.frames.frames import (
     LLMTextFrame,
     TTSSpeakFrame,
 )
+from pipecat.services.tts_service import TextAggregationMode
 from pipecat.tests.utils import run_test
 from pipeline_harness import running_pipeline
 from service_helpers import audio, flush_dones, llm_turn, make_tts
 
 from pipecat_cartesia_ctx.emulator import Pacing
 from pipecat_cartesia_ctx.protocol.text import ends_sentence, period_context
-from pipecat_cartesia_ctx.service import SLICE_CHARACTERS
+from pipecat_cartesia_ctx.service import SLICE_CHARACTERS, _slices
 
 PARAGRAPH = (
     "Dr. Smith reviewed the results, e.g. the figures in table 3, and found them fine. "
@@ -187,3 +190,39 @@ async def test_a_refused_sentence_in_a_huge_frame_does_not_hold_the_rest(emu):
     assert spoken.endswith(NEXT)
     # The refused slice has nothing to wait for: no slice waited out its bound.
     assert tts.stats.pacing_timeouts == 0
+
+
+@given(
+    text=st.text(alphabet=st.sampled_from("ab \n."), max_size=200),
+    size=st.integers(1, 20),
+)
+def test_slices_join_up_to_the_text_and_none_but_the_first_starts_with_whitespace(text, size):
+    pieces = list(_slices(text, size))
+    assert "".join(pieces) == text
+    assert not any(p[:1].isspace() for p in pieces[1:])
+    assert all(pieces[:-1]), "no empty slice"
+
+
+async def test_a_list_where_a_slice_ends_keeps_its_line_breaks(emu):
+    # The line break before "1." falls at the slice boundary: pipecat would
+    # strip it from the start of a slice, gluing the list to its heading.
+    head = "Words " * ((SLICE_CHARACTERS - 8) // 6)
+    text = head + "Steps: \n1. Open it.\n2. Close it.\n" + "More words here. " * 200 + "End."
+    down, _ = await run_test(
+        make_tts(emu, sample_rate=8000), frames_to_send=[*huge_llm_turn(text), *llm_turn(NEXT)]
+    )
+    huge, after = contexts_in_order(emu)
+    assert_spoken_whole(down, huge, text)
+    assert_spoken_whole(down, after, NEXT)
+
+
+async def test_with_sentence_aggregation_no_sentences_are_glued(emu):
+    # pipecat's aggregator drops the whitespace between sentences.
+    text = "Hello there, my friend. How are you today?\nSteps: 1. Open it. 2. Close it. Done!"
+    down, _ = await run_test(
+        make_tts(emu, text_aggregation_mode=TextAggregationMode.SENTENCE),
+        frames_to_send=llm_turn(text),
+    )
+    [record] = contexts_in_order(emu)
+    assert record.transcript.split() == text.split()
+    assert "".join(f.text for f in flush_dones(down)).split() == text.split()
