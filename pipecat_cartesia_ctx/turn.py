@@ -17,10 +17,12 @@ The turn's text lives here once, cut into segments (turn-level ``flush_id``
 1, 2, 3...). It goes out on one Cartesia context at a time, an *attempt*; a
 new attempt follows a settings change at a sentence end, or replaces one that
 was lost (dropped connection, 429, a server error). A replacement replays the
-text from the first word whose audio never went downstream: audio is held
-back past the end of the last word the server has timed, so what went
-downstream always ends at a word boundary, and a replay never repeats or cuts
-a word. Without timestamps it replays from the first unfinished segment and
+text from the first word whose audio never went downstream: past a segment's
+first timestamps, audio is held back past the end of the last word the server
+has timed, so what went downstream ends at a word boundary, and a replay never
+repeats or cuts a word. A segment's first audio is not held for its
+timestamps (its first word would wait on them, every turn): lost then, or
+without timestamps, the replay starts at the first unfinished segment and
 drops the replayed audio already played.
 
 The phase changes only through `_TRANSITIONS`; anything else is a
@@ -223,6 +225,7 @@ class TurnEngine:
         self._careful = False
         self._sent_high: TextPos = (1, 0)  # the furthest any attempt's input has gone
         self._released = 0  # audio bytes gone downstream, every attempt
+        self._words_through: TextPos = (1, 0)  # the end of the last word gone downstream
         self._segment_bytes: dict[int, int] = {}
         self._sent_at: dict[int, float] = {}
         self._heard_at: dict[int, float] = {}
@@ -533,7 +536,11 @@ class TurnEngine:
         actions = self._segments_done(attempt, done, now)
         data = chunk.audio
         if attempt.skip:
-            # Replayed audio that was played before the connection dropped.
+            # Replayed audio that was played before the connection dropped. (A
+            # replay that drops bytes plays at once: its audio starts where they did.)
+            if attempt.base is None:
+                played = self._released - attempt.released - attempt.skip
+                attempt.base = played / self._bytes_per_second
             dropped = min(attempt.skip, len(data))
             attempt.skip -= dropped
             attempt.released += dropped
@@ -613,7 +620,7 @@ class TurnEngine:
         while attempt.held:
             held = attempt.held[0]
             limit = len(held.data)
-            if self.expect_timestamps and not held.complete:
+            if self.expect_timestamps and not held.complete and self._timing(attempt, held.local):
                 limit = max(0, min(limit, attempt.timed_to - attempt.released))
             if limit:
                 actions.append(self._emit(attempt, held.local, bytes(held.data[:limit])))
@@ -624,6 +631,17 @@ class TurnEngine:
             actions += self._played_out(attempt)
         return actions + self._played_out(attempt)
 
+    @staticmethod
+    def _timing(attempt: _Attempt, local: int) -> bool:
+        """Whether a word of local segment ``local`` has been timed.
+
+        Until then its audio is not held: the first audio of a segment does
+        not wait for the server's timestamps of its first word (nor for all of
+        them, from a server that sends them late). A replay then starts at the
+        segment and drops the bytes played, as without timestamps.
+        """
+        return attempt.timed_to > attempt.released - attempt.played.get(local, 0)
+
     def _played_out(self, attempt: _Attempt) -> list[Action]:
         """The words, then the segments, whose audio has all gone downstream."""
         actions: list[Action] = []
@@ -631,8 +649,10 @@ class TurnEngine:
         while attempt.words and attempt.words[0][2] <= attempt.released:
             word, start, _, position = attempt.words.popleft()
             attempt.voiced = max(attempt.voiced or position, position)
-            if word:
+            # A replay from a segment's start times its words again: each goes once.
+            if word and position > self._words_through:
                 words.append((word, (attempt.base or 0.0) + start))
+                self._words_through = position
         if words:
             actions.append(Words(tuple(words)))
         through = attempt.done_through
@@ -684,8 +704,13 @@ class TurnEngine:
             # Replay from the first word whose audio did not go downstream, or,
             # untimed, from the first unfinished segment, dropping what was played.
             start = attempt.voiced or attempt.start
-            if not (self.expect_timestamps and attempt.placeable):
-                local = attempt.done_through + 1
+            local = attempt.done_through + 1
+            # Played past the last word timed (a segment's first audio goes untimed),
+            # or replayed bytes still to drop: they are counted from a segment's start.
+            ahead = attempt.skip > 0 or (
+                attempt.played.get(local, 0) > 0 and attempt.released > attempt.timed_to
+            )
+            if not (self.expect_timestamps and attempt.placeable) or ahead:
                 # Replayed bytes it had still to drop were played before, too.
                 start, skip = attempt.position(local), attempt.played.get(local, 0) + attempt.skip
         actions: list[Action] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import random
 import tracemalloc
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -50,6 +51,7 @@ from pipecat_cartesia_ctx.turn import (
     strip_tags,
 )
 from pipecat_cartesia_ctx.turn_actions import (
+    Action,
     Audio,
     Cancel,
     Close,
@@ -250,10 +252,13 @@ def test_without_timestamps_the_replayed_audio_lines_up_and_plays_once(
     assert sim.engine.phase is TurnPhase.ENDED
 
 
-def test_a_drop_mid_sentence_replays_from_the_first_word_not_played():
-    text = "Hello there my friend. How are you today? I am fine!"
-    sim = server(text, chunk_size=10, auto_resume=False)
-    assert sim.feed(text.removesuffix("fine!")) == [
+DROPPED = "Hello there my friend. How are you today? I am fine!"
+DROPPED_SEGMENTS = ("Hello there my friend. ", "How are you today? ", "I am fine!")
+
+
+def drop_when(sim: FakeCartesia, played: Callable[[FakeCartesia], bool]) -> list[Action]:
+    """Stream `DROPPED` but its last word, deliver events until ``played``, drop; the resume."""
+    assert sim.feed(DROPPED.removesuffix("fine!")) == [
         StartAudio(),
         Open("t"),
         Send("t", "Hello there my friend. "),
@@ -262,34 +267,51 @@ def test_a_drop_mid_sentence_replays_from_the_first_word_not_played():
         SendFlush("t"),
         Send("t", "I am "),
     ]
-    while "How" not in [w for w, _ in sim.words]:
+    while not played(sim):
         assert sim.step()
-    assert sim.step()  # a chunk with "are" and part of "you": held, no timestamp yet
-    assert sim.calls[-1].name == "Chunk"
-    assert voiced_runs(sim.audio) == word_runs(text.split()[:5], sim.voice)
     lost = sim.drop()
     assert lost == [Cancel("t"), Retry(lost[-1].error, FaultKind.CONNECTION, 1)]
     assert sim.engine.phase is TurnPhase.RESUMING
     assert sim.feed("fine!") == [], "text waits for the resume"
-    assert sim.resume() == [
+    return sim.resume()
+
+
+def assert_played_once(sim: FakeCartesia):
+    sim.run()
+    assert [w for w, _ in sim.words] == DROPPED.split()
+    assert [(d.flush_id, d.text) for d in sim.segments_done] == list(enumerate(DROPPED_SEGMENTS, 1))
+    assert sim.audio == b"".join(segment_audio(s, sim.voice) for s in DROPPED_SEGMENTS)
+    assert sim.actions[-1] == Ended()
+
+
+def test_a_drop_where_the_audio_ends_at_a_timed_word_replays_from_the_next_word():
+    sim = server(DROPPED, chunk_size=10, auto_resume=False)
+    # Past a segment's first word, audio goes down only up to the last word timed.
+    resumed = drop_when(sim, lambda sim: "you" in [w for w, _ in sim.words])
+    assert voiced_runs(sim.audio) == word_runs(DROPPED.split()[:7], sim.voice)
+    assert resumed == [Open("t-2"), Send("t-2", "today? "), SendFlush("t-2"), Send("t-2", "I am ")]
+    assert sim.end_input() == [Send("t-2", "fine!"), Close("t-2")]
+    assert_played_once(sim)
+
+
+def test_a_drop_in_a_segments_untimed_first_audio_replays_the_segment_without_what_played():
+    sim = server(DROPPED, chunk_size=10, auto_resume=False)
+
+    def how_and_more(sim: FakeCartesia) -> bool:
+        return len(sim.audio) > len(segment_audio(DROPPED_SEGMENTS[0], sim.voice)) + 6
+
+    # A segment's first audio goes down before its first timestamps: here "How"
+    # and part of "are" (a chunk of 10 bytes), when the connection drops.
+    resumed = drop_when(sim, how_and_more)
+    assert "How" not in [w for w, _ in sim.words]
+    assert resumed == [
         Open("t-2"),
-        Send("t-2", "are you today? "),
+        Send("t-2", "How are you today? "),
         SendFlush("t-2"),
         Send("t-2", "I am "),
     ]
     assert sim.end_input() == [Send("t-2", "fine!"), Close("t-2")]
-    sim.run()
-    assert [w for w, _ in sim.words] == text.split()
-    assert [(d.flush_id, d.text) for d in sim.segments_done] == [
-        (1, "Hello there my friend. "),
-        (2, "How are you today? "),
-        (3, "I am fine!"),
-    ]
-    assert sim.audio == b"".join(
-        segment_audio(s, sim.voice)
-        for s in ("Hello there my friend. ", "How are you today? ", "I am fine!")
-    )
-    assert sim.actions[-1] == Ended()
+    assert_played_once(sim)
 
 
 def test_repeated_words_are_replayed_from_the_right_one():
@@ -415,10 +437,18 @@ interruptions = {
 @given(**interruptions)
 def test_after_an_interruption_nothing_more_goes_downstream(**kwargs):
     sim = interrupted(**kwargs, timestamps=True)
-    # What went out before it ends at a word's end, and its words are the words played.
+    # What went out before it is a beginning of the turn's audio, once (a
+    # segment's first word may be cut: it goes out before its timestamps), and
+    # its words are words whose audio went out whole, in order. (A segment's
+    # silence may be lost with its connection.)
+    full = b"".join(segment_audio(s, sim.voice) for s in sim.engine.segments)
+    assert full.replace(b"\0", b"").startswith(sim.audio.replace(b"\0", b""))
     played = voiced_runs(sim.audio)
-    assert played == word_runs(kwargs["text"].split(), sim.voice)[: len(played)]
-    assert [w for w, _ in sim.words] == kwargs["text"].split()[: len(played)]
+    expected = word_runs(kwargs["text"].split(), sim.voice)
+    whole = len(played) - (bool(played) and played[-1] != expected[len(played) - 1])
+    words = [w for w, _ in sim.words]
+    assert words == kwargs["text"].split()[: len(words)]
+    assert len(words) <= whole
 
 
 @settings(max_examples=100, deadline=None)
@@ -553,7 +583,13 @@ def test_a_refused_input_is_found_one_segment_at_a_time_and_skipped_alone():
     assert sim.resume() == [Open("t-3"), Send("t-3", sentences[2]), SendFlush("t-3")]
     sim.step()  # the first chunk of sentence 3 lets sentence 4 go, and sentence 2 is over
     skipped = Skipped(2, sentences[1], second[-1].error)
-    assert sim.calls[-1].actions == [skipped, Send("t-3", sentences[3]), Close("t-3")]
+    first_chunk = segment_audio(sentences[2], sim.voice)[:8]
+    assert sim.calls[-1].actions == [
+        skipped,
+        Send("t-3", sentences[3]),
+        Close("t-3"),
+        Audio(first_chunk, 3, first=False),  # a segment's first audio is not held
+    ]
     sim.run()
     assert sim.violations == []
     # In order with the audio: after sentence 1's words, before sentence 3's.
