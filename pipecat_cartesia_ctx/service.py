@@ -12,30 +12,32 @@ word, a flush goes out at each sentence (or clause, or turn) end, and audio
 comes back labelled with its segment's ``flush_id``, each segment followed by
 a `CartesiaFlushDoneFrame` carrying its exact text. An interruption cancels
 the context on the same socket, and nothing of it reaches downstream after.
+
+This module is pipecat's side: frames in, the turn engine's actions carried
+out, its outputs as frames. The service's other jobs are mixins, one a
+module: `ConnectionMixin` (``connection``: the connection, the contexts and
+their budget, retries, errors for pipecat), `PacedTextMixin` (``pacing``: a huge
+text frame in slices), `UnspokenWordsMixin` (``unspoken``: words never voiced
+kept out of pipecat's word output). `CartesiaServiceStats` lives in
+``stats`` and `TurnIO`, a turn's I/O state, in ``turn_io``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
-from collections.abc import AsyncGenerator, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from loguru import logger
 from pipecat.audio.utils import create_stream_resampler
 from pipecat.frames.frames import (
-    AggregatedTextFrame,
-    AggregatedTextProgressFrame,
-    ErrorFrame,
     Frame,
     InterruptionFrame,
     MetricsFrame,
     StartFrame,
     TTSStartedFrame,
     TTSStoppedFrame,
-    TTSTextFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.cartesia.tts import (
@@ -43,60 +45,38 @@ from pipecat.services.cartesia.tts import (
     CartesiaTTSSettings,
     language_to_cartesia_language,
 )
-from pipecat.services.tts_service import TextAggregationMode, WebsocketTTSService
+from pipecat.services.tts_service import TextAggregationMode
 from pipecat.transcriptions.language import Language
-from pipecat.utils.errors import ErrorCategory
 from pipecat.utils.tracing.service_decorators import traced_tts
 from pipecat.utils.types import assert_given
-from pipecat.utils.utils import obj_count, obj_id
 
 from .audio import Pcm16Converter
-from .client import (
-    DROP_CANCELLED_CONTEXT,
-    DROP_FINISHED_CONTEXT,
-    DROP_UNKNOWN_CONTEXT,
-    CartesiaConnection,
-    CartesiaContext,
-)
-from .frames import (
-    CartesiaFlushDoneFrame,
-    CartesiaResumeMetricsData,
-    CartesiaSegmentMetricsData,
-    CartesiaTTSAudioRawFrame,
-)
+from .client import DROP_CANCELLED_CONTEXT, DROP_FINISHED_CONTEXT, DROP_UNKNOWN_CONTEXT
+from .connection import ConnectionMixin
+from .frames import CartesiaFlushDoneFrame, CartesiaSegmentMetricsData, CartesiaTTSAudioRawFrame
+from .pacing import SLICE_CHARACTERS as SLICE_CHARACTERS  # re-exported: its home used to be here
+from .pacing import PacedTextMixin
 from .protocol import (
     BYTES_PER_SAMPLE,
     DEFAULT_CARTESIA_VERSION,
     DEFAULT_URL,
     SAMPLE_RATES,
-    AuthenticationError,
-    CartesiaAPIError,
-    CartesiaConnectionError,
     CartesiaError,
-    ConcurrencyLimitError,
-    Error,
     InvalidRequestError,
-    QuotaExceededError,
-    RateLimitError,
-    ServerError,
 )
 from .protocol.text import is_speakable
-from .reconnect import ConnectionKeeper, RetryPolicy
+from .reconnect import RetryPolicy
 from .segmenter import FlushOn, Segmenter
-from .settings import SETTINGS_FIELDS, check_options, check_settings, generation_config_wire
-from .turn import (
-    BUFFER_DELAY_MS,
-    LOCKED_SETTINGS,
-    TurnEngine,
-    TurnPhase,
-)
+from .settings import SETTINGS_FIELDS, check_options, check_settings
+from .stats import CartesiaServiceStats
+from .turn import BUFFER_DELAY_MS, LOCKED_SETTINGS, TurnEngine, TurnPhase
 from .turn_actions import (
+    Action,
     Audio,
     Cancel,
     Close,
     Ended,
     Failed,
-    FaultKind,
     Open,
     Retry,
     SegmentDone,
@@ -106,107 +86,14 @@ from .turn_actions import (
     StartAudio,
     Words,
 )
+from .turn_io import TurnIO
+from .unspoken import UnspokenWordsMixin
 
 
-@dataclass
-class CartesiaServiceStats:
-    """Counters of a `CartesiaContextTTSService` since it started.
-
-    Parameters:
-        contexts_opened: Cartesia contexts that received input.
-        contexts_cancelled: Contexts cancelled by an interruption.
-        stale_events_dropped: Server events that arrived for cancelled,
-            finished or unknown contexts and were dropped.
-        characters_sent: Characters of text sent to Cartesia (replays included).
-        errors: Error events Cartesia sent for the service's contexts (429, 5xx,
-            400, ...), plus connections refused for good (401/403, unreachable).
-            Dropped connections count in ``reconnects``.
-        reconnects: Connections opened after the first.
-        replayed_characters: Characters sent again after a lost context.
-        connect_seconds: How long the last connection took to open.
-        pacing_timeouts: Slices of a long text frame sent without their wait
-            for audio ending (it is bounded): above 0, audio stopped coming
-            while text was ahead of it.
-    """
-
-    contexts_opened: int = 0
-    contexts_cancelled: int = 0
-    stale_events_dropped: int = 0
-    characters_sent: int = 0
-    errors: int = 0
-    reconnects: int = 0
-    replayed_characters: int = 0
-    connect_seconds: float = 0.0
-    pacing_timeouts: int = 0
-
-
-class _LocalBudgetFull(ConcurrencyLimitError):
-    """Our own ``max_concurrent_contexts`` is reached: wait for a slot (nothing was sent)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Unspoken:
-    """An audio-context item: the text of a skipped segment, where its audio would have been."""
-
-    text: str
-
-
-# The pts of a skipped segment's words on their way through pipecat's word
-# matching (real ones are >= 0): every word frame built from them is dropped,
-# also when pipecat holds them until their sentence is complete and builds the
-# frames later (checked against pipecat 1.14).
-_UNSPOKEN_PTS = -1
-
-# A text frame longer than this goes on in slices, the event loop free between
-# them, as if an LLM had streamed it: one pasted document must not stall every
-# pipeline in the process (pipecat's own sentence matching rescans its text).
-SLICE_CHARACTERS = 2048
-# The longest a slice waits for the turn's audio to move on before it goes anyway.
-_PACING_WAIT_S = 2.0
-
-
-def _slices(text: str, size: int = SLICE_CHARACTERS) -> Iterator[str]:
-    """``text`` in pieces of about ``size`` characters, cut after whitespace where there is some.
-
-    A piece never starts with whitespace: pipecat strips a leading newline
-    from each sentence-aggregated frame, and a list's line breaks must stay.
-    """
-    start = 0
-    while len(text) - start > size:
-        cut = start + size
-        while cut > start and not text[cut - 1].isspace():
-            cut -= 1
-        if cut == start:
-            cut = start + size  # one long word: cut inside it
-        while cut < len(text) and text[cut].isspace():
-            cut += 1
-        yield text[start:cut]
-        start = cut
-    yield text[start:]
-
-
-@dataclass(eq=False)
-class _Turn:
-    """The I/O side of one turn; every fact about it is in its engine."""
-
-    engine: TurnEngine
-    converter: Pcm16Converter
-    resampler: Any
-    contexts: dict[str, CartesiaContext] = field(default_factory=dict)
-    # Contexts in the order they opened, for the receiver; None ends it.
-    opened: asyncio.Queue[CartesiaContext | None] = field(default_factory=asyncio.Queue)
-    receiver: asyncio.Task | None = None
-    retry: asyncio.Task | None = None
-    # Set as the turn's audio comes, and once the turn is over: the rest of a
-    # long frame waits for it (see `_handle_aggregated_text`).
-    progress: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def context_id(self) -> str:
-        return self.engine.context_id
-
-
-class CartesiaContextTTSService(WebsocketTTSService):
+# Each mixin subclasses `WebsocketTTSService`, so its super() calls and the
+# base's attributes are typed; none overrides a method another part does
+# (``__init__`` aside, which each passes on), so their order does not matter.
+class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMixin):
     """Cartesia TTS over WebSocket contexts.
 
     Pushes continuations, flushes per sentence, cancels on interruption.
@@ -370,15 +257,11 @@ class CartesiaContextTTSService(WebsocketTTSService):
         )
         self._retry = retry or RetryPolicy()
         self._max_contexts = max_concurrent_contexts
-        self._slot_freed = asyncio.Condition()
         self._reconnect_give_up_s = reconnect_give_up_s
-        self._keeper: ConnectionKeeper | None = None
         self._expect_timestamps = True  # learned per server, carried from turn to turn
         self._wire_rate = 0
-        self._turns: dict[str, _Turn] = {}
+        self._turns: dict[str, TurnIO] = {}
         self._stats = CartesiaServiceStats()
-        self._unvoiced_dropped: set[str] = set()
-        self._failed_turns: set[str] = set()  # their error is out: no second one for silence
 
     # -- pipecat service interface ------------------------------------------------
 
@@ -435,54 +318,6 @@ class CartesiaContextTTSService(WebsocketTTSService):
         turn = self._turns.get(context_id) or self._open_turn(context_id)
         await self._do(turn, turn.engine.feed(text, time.monotonic()))
         yield None
-
-    async def _handle_aggregated_text(
-        self, src_frame: AggregatedTextFrame, context_id: str | None = None
-    ):
-        """Speak long text (a 200 KB frame) in slices, as fast as its audio comes.
-
-        Each slice waits until less than a slice of the text sent has no audio
-        yet. So the first audio is as early as a short turn's (pipecat queues
-        each sentence's text frame ahead of the audio that comes after it), and
-        the turn holds a few slices' worth of pipecat's per-sentence state, not
-        the whole frame's, which would stall the loop in garbage collection.
-        """
-        if (
-            len(src_frame.text) <= SLICE_CHARACTERS
-            or src_frame.text_type in self._skip_text_types
-            or src_frame.raw_text not in (None, src_frame.text)  # a pattern match: kept whole
-        ):
-            await super()._handle_aggregated_text(src_frame, context_id)
-            return
-        context_id = context_id or self.create_context_id()
-        for n, piece in enumerate(_slices(src_frame.text)):
-            if n:
-                await asyncio.sleep(0)  # other pipelines, and this turn's audio, go on
-                await self._wait_for_audio(context_id)
-            frame = copy.copy(src_frame)
-            frame.id, frame.name = obj_id(), f"{type(frame).__name__}#{obj_count(frame)}"
-            frame.text = piece
-            frame.raw_text = piece if src_frame.raw_text is not None else None
-            await super()._handle_aggregated_text(frame, context_id)
-
-    async def _wait_for_audio(self, context_id: str):
-        """Wait while a slice or more of the turn's text sent has no audio yet."""
-        turn = self._turns.get(context_id)
-        while turn is not None and turn.engine.unheard >= SLICE_CHARACTERS:
-            if turn.engine.phase not in (
-                TurnPhase.STREAMING,
-                TurnPhase.SWITCHING,
-                TurnPhase.RESUMING,
-            ):
-                return  # over (the rest is dropped), or nothing sent yet
-            turn.progress.clear()
-            try:
-                # Bounded: pacing is an optimisation, and text waiting for audio
-                # that never comes must not hold the pipeline.
-                await asyncio.wait_for(turn.progress.wait(), _PACING_WAIT_S)
-            except TimeoutError:
-                self._stats.pacing_timeouts += 1
-                return
 
     async def flush_audio(self, context_id: str | None = None):
         """End the turn's input: push what is left and close its Cartesia context.
@@ -558,88 +393,9 @@ class CartesiaContextTTSService(WebsocketTTSService):
             await self._do(turn, turn.engine.switch_settings())
         return changed
 
-    def _classify_error(self, exception: Exception) -> ErrorCategory | None:
-        """Our failure policy, for pipecat: only a refused key makes the service unusable."""
-        if isinstance(exception, AuthenticationError):
-            return ErrorCategory.AUTHENTICATION
-        if isinstance(exception, CartesiaAPIError) and exception.status_code == 403:
-            return ErrorCategory.AUTHORIZATION
-        if isinstance(exception, RateLimitError):
-            return ErrorCategory.RATE_LIMIT
-        if isinstance(exception, QuotaExceededError):
-            return ErrorCategory.QUOTA
-        if isinstance(exception, CartesiaConnectionError):
-            return ErrorCategory.CONNECTIVITY
-        if isinstance(exception, ServerError):
-            return ErrorCategory.SERVER
-        if isinstance(exception, CartesiaError):
-            # A refused input concerns one turn (the next one may be fine): not
-            # pipecat's "invalid request", which would end the service.
-            return ErrorCategory.UNKNOWN
-        return None
-
-    # -- connection ------------------------------------------------------------------
-
-    async def _connect(self):
-        await super()._connect()
-        if self._keeper is None:
-            self._keeper = ConnectionKeeper(
-                self._open_connection,
-                policy=self._retry,
-                give_up_after=self._reconnect_give_up_s,
-                on_fatal=self._on_fatal,
-            )
-        self._keeper.start()
-
-    async def _disconnect(self):
-        await super()._disconnect()
-        for turn in list(self._turns.values()):
-            await self._forget(turn)
-        if self._keeper is not None:
-            await self._keeper.stop()
-            await self._call_event_handler("on_disconnected")
-
-    async def _open_connection(self) -> CartesiaConnection:
-        try:
-            connection = await CartesiaConnection.connect(
-                self._api_key,
-                self._url,
-                cartesia_version=self._cartesia_version,
-                extra_headers=self._extra_headers,
-            )
-        except CartesiaError as e:
-            await self._call_event_handler("on_connection_error", str(e))
-            raise
-        await self._call_event_handler("on_connected")
-        return connection
-
-    async def _on_fatal(self, error: CartesiaError):
-        """The key was refused, or the server stayed unreachable: say so once."""
-        self._stats.errors += 1
-        logger.error(f"{self}: cannot use Cartesia: {error}")
-        frame = ErrorFrame(error=f"Cartesia: {error}", exception=error)
-        frame.fatal = True
-        await self.push_error_frame(frame, force_treat_as_permanent=True)
-        for turn in list(self._turns.values()):
-            await self._do(turn, turn.engine.fail(error, fatal=True))
-
-    # The base class's receive loop and reconnection are not used: the keeper
-    # reconnects, and each turn's receiver reads its own contexts.
-    async def _connect_websocket(self):
-        pass
-
-    async def _disconnect_websocket(self):
-        pass
-
-    async def _receive_messages(self):
-        pass
-
-    async def _verify_connection(self) -> bool:
-        return self._keeper is not None and self._keeper.current is not None
-
     # -- carrying out the engine's actions --------------------------------------------
 
-    def _open_turn(self, context_id: str) -> _Turn:
+    def _open_turn(self, context_id: str) -> TurnIO:
         segmenter = Segmenter(
             self._flush_on,
             first_push_words=self._first_push_words,
@@ -647,7 +403,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
             whole_segments=self._max_buffer_delay_ms == 0,
         )
         width = BYTES_PER_SAMPLE[self._encoding]
-        turn = _Turn(
+        turn = TurnIO(
             engine=TurnEngine(
                 context_id,
                 segmenter,
@@ -664,7 +420,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
         turn.receiver = self.create_task(self._receive(turn), name=f"cartesia-{context_id}")
         return turn
 
-    async def _do(self, turn: _Turn, actions: list) -> None:
+    async def _do(self, turn: TurnIO, actions: list[Action]) -> None:
         """Carry out the engine's actions in order; a failed send goes back to the engine."""
         for action in actions:
             try:
@@ -675,7 +431,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
             if more:
                 await self._do(turn, more)
 
-    async def _act(self, turn: _Turn, action) -> list:
+    async def _act(self, turn: TurnIO, action: Action) -> list[Action]:
         if isinstance(action, Send):
             context = turn.contexts.get(action.context_id)
             if context is not None:
@@ -714,151 +470,13 @@ class CartesiaContextTTSService(WebsocketTTSService):
             await self._ended(turn, action)
         return []
 
-    async def _open_context(self, turn: _Turn, context_id: str) -> list:
-        """Create a Cartesia context with the current settings, within the budget."""
-        if self._keeper is None:
-            return turn.engine.refused(context_id, CartesiaConnectionError("not connected"))
-        # Between turns the keeper reopens a closed connection in the background;
-        # a turn starting meanwhile waits for it (the keeper bounds the wait).
-        connection = await self._keeper.connection()
-        if self._max_contexts is not None and self._live_contexts() >= self._max_contexts:
-            return turn.engine.refused(
-                context_id, _LocalBudgetFull("max_concurrent_contexts reached")
-            )
-        settings = self._settings
-        if not assert_given(settings.voice):
-            return turn.engine.fail(
-                InvalidRequestError("no voice: set CartesiaContextTTSService.Settings(voice=...)")
-            )
-        try:
-            self._generation_config()  # what every push of the context will carry
-            context = connection.context(
-                model_id=assert_given(settings.model),
-                voice=assert_given(settings.voice),
-                output_format={
-                    "container": self._container,
-                    "encoding": self._encoding,
-                    "sample_rate": self._wire_rate,
-                },
-                language=assert_given(settings.language) or None,
-                add_timestamps=True,
-                use_normalized_timestamps=False,
-                max_buffer_delay_ms=self._max_buffer_delay_ms,
-                pronunciation_dict_id=assert_given(settings.pronunciation_dict_id) or None,
-                context_id=context_id,
-            )
-        except (InvalidRequestError, ValueError, TypeError) as e:
-            # Settings checked where they entered can still be changed in place
-            # (``tts._settings``, a shared GenerationConfig): the turn fails
-            # here, once, rather than once per segment on the server or per
-            # token in pipecat. A closed connection is not caught: it retries.
-            if not isinstance(e, InvalidRequestError):
-                e = InvalidRequestError(f"cannot open a context with these settings: {e}")
-            return turn.engine.fail(e)
-        turn.contexts[context_id] = context
-        turn.opened.put_nowait(context)
-        self._stats.contexts_opened += 1
-        return []
-
-    def _live_contexts(self) -> int:
-        return sum(len(t.contexts) for t in self._turns.values())
-
-    async def _cancel_context(self, turn: _Turn, context_id: str):
-        context = turn.contexts.pop(context_id, None)
-        if context is not None:
-            await context.cancel()
-            await self._free_slot()
-
-    async def _free_slot(self):
-        async with self._slot_freed:
-            self._slot_freed.notify_all()
-
-    def _generation_config(self) -> dict[str, Any] | None:
-        return generation_config_wire(assert_given(self._settings.generation_config))
-
-    # -- retrying -------------------------------------------------------------------------
-
-    def _schedule_retry(self, turn: _Turn, retry: Retry) -> list:
-        if retry.attempt >= self._retry.max_attempts:
-            logger.warning(
-                f"{self}: turn {turn.context_id}: giving up after {retry.attempt} losses "
-                f"in a row without audio ({retry.error})"
-            )
-            return turn.engine.fail(retry.error)
-        what = {
-            FaultKind.CONNECTION: "lost its connection",
-            FaultKind.RETRY: "was refused for now",
-            FaultKind.SKIP: "had an input refused (the sentence is found and skipped)",
-        }.get(retry.kind, "lost its context")
-        logger.warning(
-            f"{self}: turn {turn.context_id} {what}: {retry.error}; "
-            f"going on on a new context (attempt {retry.attempt})"
-        )
-        turn.retry = self.create_task(
-            self._resume(turn, retry, time.monotonic()), name=f"cartesia-retry-{turn.context_id}"
-        )
-        return []
-
-    async def _resume(self, turn: _Turn, retry: Retry, lost_at: float):
-        engine = turn.engine
-        try:
-            if isinstance(retry.error, _LocalBudgetFull):
-                await self._wait_for_slot()
-            elif retry.kind is FaultKind.RETRY:
-                await asyncio.sleep(self._retry.delay(retry.attempt))
-            if self._keeper is not None:
-                await self._keeper.connection()
-        except CartesiaError as e:
-            await self._do(turn, engine.fail(e, fatal=True))
-            return
-        turn.retry = None
-        if engine.phase is TurnPhase.RESUMING:
-            before = engine.replayed_characters
-            actions = engine.resume(time.monotonic())
-            replayed = engine.replayed_characters - before
-            self._stats.replayed_characters += replayed
-            if self.can_generate_metrics() and self.metrics_enabled:
-                keeper = self._keeper
-                data = CartesiaResumeMetricsData(
-                    processor=self.name,
-                    model=assert_given(self._settings.model),
-                    context_id=turn.context_id,
-                    resumed_on=next((a.context_id for a in actions if isinstance(a, Open)), None),
-                    reason=retry.kind.value,
-                    attempt=retry.attempt,
-                    waited_seconds=time.monotonic() - lost_at,
-                    replayed_characters=replayed,
-                    reconnects=keeper.reconnects if keeper else 0,
-                    connect_seconds=keeper.connect_seconds if keeper else 0.0,
-                )
-                await self.push_frame(MetricsFrame(data=[data]))
-            await self._do(turn, actions)
-
-    async def _wait_for_slot(self):
-        async with self._slot_freed:
-            await self._slot_freed.wait_for(lambda: self._live_contexts() < self._max_contexts)
-
-    # -- receiving ------------------------------------------------------------------------
-
-    async def _receive(self, turn: _Turn):
-        """Feed the turn's contexts' events to its engine, context after context."""
-        while (context := await turn.opened.get()) is not None:
-            try:
-                async for event in context.receive():
-                    self._stats.errors += isinstance(event, Error)
-                    await self._do(
-                        turn, turn.engine.event(context.context_id, event, time.monotonic())
-                    )
-            except CartesiaConnectionError as e:
-                await self._do(turn, turn.engine.refused(context.context_id, e))
-            if turn.contexts.pop(context.context_id, None) is not None:
-                await self._free_slot()
+    # -- the engine's outputs as frames ---------------------------------------------------
 
     def _seconds(self, wire_bytes: int) -> float:
         """Seconds of audio in ``wire_bytes`` of the wire encoding and rate."""
         return wire_bytes / (self._wire_rate * BYTES_PER_SAMPLE[self._encoding])
 
-    async def _audio(self, turn: _Turn, action: Audio):
+    async def _audio(self, turn: TurnIO, action: Audio):
         if action.first:
             await self.stop_ttfb_metrics(end_time=time.time())
         turn.progress.set()
@@ -867,7 +485,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
             audio = await turn.resampler.resample(audio, self._wire_rate, self.sample_rate)
         await self._append_audio(turn, audio, action.flush_id)
 
-    async def _append_audio(self, turn: _Turn, audio: bytes, flush_id: int):
+    async def _append_audio(self, turn: TurnIO, audio: bytes, flush_id: int):
         if audio:
             frame = CartesiaTTSAudioRawFrame(
                 audio=audio,
@@ -878,7 +496,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
             )
             await self.append_to_audio_context(turn.context_id, frame)
 
-    async def _words(self, turn: _Turn, action: Words):
+    async def _words(self, turn: TurnIO, action: Words):
         cjk = str(assert_given(self._settings.language) or "").split("-")[0].lower() in ("zh", "ja")
         await self.add_word_timestamps(
             list(action.words),
@@ -900,45 +518,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
             await self.create_audio_context(context_id)
             await self.append_to_audio_context(context_id, TTSStartedFrame(context_id=context_id))
 
-    async def _skipped(self, turn: _Turn, action: Skipped):
-        logger.warning(
-            f"{self}: turn {turn.context_id}: Cartesia refused segment {action.flush_id} "
-            f"({action.error}); skipped {action.text!r}, the turn goes on"
-        )
-        if turn.engine.expect_timestamps and self.audio_context_available(turn.context_id):
-            # In playback order, so pipecat's word matching passes over it unspoken.
-            await self.append_to_audio_context(turn.context_id, _Unspoken(action.text))
-
-    async def _push_audio_context_item(self, context_id: str, item, playback):
-        if not isinstance(item, _Unspoken):
-            await super()._push_audio_context_item(context_id, item, playback)
-            return
-        # pipecat's sequencer matches timed words to the turn's text in order:
-        # walk it past the skipped text, so the next sentence's words are not
-        # matched into it.
-        sequencer = self._aggregated_frame_sequencer
-        for word in item.text.split():
-            for frame in self._without_unspoken(
-                sequencer.process_word(word, _UNSPOKEN_PTS, context_id)
-            ):
-                await self.push_frame(frame)
-
-    async def _push_sequencer_frames(self, frames: list[Frame], context_id: str | None):
-        # Words pipecat held until their sentence was complete come back here.
-        await super()._push_sequencer_frames(self._without_unspoken(frames), context_id)
-
-    def _without_unspoken(self, frames: list[Frame]) -> list[Frame]:
-        """Drop the word and progress frames built from a skipped segment's words."""
-        kept = []
-        for frame in frames:
-            if frame.pts == _UNSPOKEN_PTS:
-                if isinstance(frame, TTSTextFrame | AggregatedTextProgressFrame):
-                    continue
-                frame.pts = self._word_timestamp_tracker.last_pts  # e.g. unblocked skipped text
-            kept.append(frame)
-        return kept
-
-    async def _segment_done(self, turn: _Turn, action: SegmentDone):
+    async def _segment_done(self, turn: TurnIO, action: SegmentDone):
         if self._wire_rate != self.sample_rate:
             # The resampler holds the segment's last few milliseconds back.
             await self._append_audio(turn, await turn.resampler.flush(), action.flush_id)
@@ -960,7 +540,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
 
     # -- ending -------------------------------------------------------------------------
 
-    async def _failed(self, turn: _Turn, action: Failed):
+    async def _failed(self, turn: TurnIO, action: Failed):
         """Report the error and stop the turn's audio at once, without its unvoiced words."""
         self._expect_timestamps = turn.engine.expect_timestamps
         if not action.fatal:
@@ -975,7 +555,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
         await self._stop_audio(turn.context_id, remove=turn.engine.segmenter.finished)
         await self._forget(turn, keep=not turn.engine.segmenter.finished)
 
-    async def _ended(self, turn: _Turn, action: Ended):
+    async def _ended(self, turn: TurnIO, action: Ended):
         self._expect_timestamps = turn.engine.expect_timestamps
         if action.silent:
             self._drop_unvoiced(turn.context_id)
@@ -996,7 +576,7 @@ class CartesiaContextTTSService(WebsocketTTSService):
             if remove:
                 await self.remove_audio_context(context_id)
 
-    async def _forget(self, turn: _Turn, *, keep: bool = False):
+    async def _forget(self, turn: TurnIO, *, keep: bool = False):
         """Stop the turn's tasks; ``keep`` leaves it known until its input ends."""
         if not keep:
             self._turns.pop(turn.context_id, None)
@@ -1010,24 +590,3 @@ class CartesiaContextTTSService(WebsocketTTSService):
             turn.receiver = None
         turn.opened.put_nowait(None)
         turn.progress.set()  # nothing waits for a turn that will not speak
-
-    async def _apply_force_complete(self, context_id: str):
-        # pipecat completes a turn's untimed words at its end as if they were
-        # spoken; a failed turn's unvoiced words must not reach the context.
-        if context_id in self._unvoiced_dropped:
-            self._unvoiced_dropped.discard(context_id)
-            self._drop_unvoiced(context_id)
-        await super()._apply_force_complete(context_id)
-
-    async def _record_context_audio_outcome(self, context_id: str, received_audio: bool):
-        # A failed turn has had its one clear error; pipecat would add a
-        # "completed with no audio" one for the same turn.
-        failed = context_id in self._failed_turns
-        self._failed_turns.discard(context_id)
-        if failed and not received_audio:
-            return
-        await super()._record_context_audio_outcome(context_id, received_audio)
-
-    def _drop_unvoiced(self, context_id: str):
-        keep = (set(self.get_audio_contexts()) | {self._turn_context_id}) - {None, context_id}
-        self._aggregated_frame_sequencer.clear(keep_contexts=keep)

@@ -21,8 +21,9 @@ from pipeline_harness import running_pipeline
 from service_helpers import audio, flush_dones, llm_turn, make_tts
 
 from pipecat_cartesia_ctx.emulator import Pacing
+from pipecat_cartesia_ctx.pacing import _slices
 from pipecat_cartesia_ctx.protocol.text import ends_sentence, period_context
-from pipecat_cartesia_ctx.service import SLICE_CHARACTERS, _slices
+from pipecat_cartesia_ctx.service import SLICE_CHARACTERS
 
 PARAGRAPH = (
     "Dr. Smith reviewed the results, e.g. the figures in table 3, and found them fine. "

@@ -396,7 +396,11 @@ async def test_drop_in_arguments_of_pipecats_builtin_service_are_accepted(emu):
 
 def test_every_public_name_imports():
     import pipecat_cartesia_ctx
+    from pipecat_cartesia_ctx import service
 
     for name in pipecat_cartesia_ctx.__all__:
         assert getattr(pipecat_cartesia_ctx, name) is not None, name
-    assert pipecat_cartesia_ctx.CartesiaServiceStats.__module__ == "pipecat_cartesia_ctx.service"
+    # The package's names are the service module's own (stats lives in its own module).
+    assert pipecat_cartesia_ctx.CartesiaServiceStats is service.CartesiaServiceStats
+    assert pipecat_cartesia_ctx.CartesiaContextTTSService is service.CartesiaContextTTSService
+    assert service.CartesiaServiceStats.__module__ == "pipecat_cartesia_ctx.stats"
