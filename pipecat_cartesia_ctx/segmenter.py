@@ -66,6 +66,18 @@ Action = Push | Flush
 # More words than this before the first push is not a prosody rule but a stall.
 MAX_FIRST_PUSH_WORDS = 50
 
+# A first segment cut short after one of these would end hanging ("Your order of"):
+# it takes the next word too, up to this many more.
+_HANGING_WORDS = frozenset(
+    {
+        *("a", "an", "the", "of", "to", "in", "on", "at", "for", "with", "by", "from", "into"),
+        *("and", "or", "but", "nor", "if", "as", "than", "that", "so", "because"),
+        *("my", "your", "our", "their", "his", "her", "its", "this", "these", "those"),
+        *("is", "are", "was", "were", "what", "which", "who"),
+    }
+)
+_MORE_FOR_HANGING = 3
+
 
 @dataclass(frozen=True, slots=True)
 class Position:
@@ -102,12 +114,17 @@ class Segmenter:
             clause or sentence ends first. 0 or 1 pushes the first complete word.
         flush_first_clause: End the first segment at the first clause end, for
             a faster first audio; later segments end at sentences.
+        first_segment_words: End the first segment after this many words if
+            no clause or sentence has ended it sooner (0: no limit), for a first
+            audio that does not wait for a long first sentence. Later segments
+            follow ``flush_on``; with ``"turn"`` it does not apply.
         whole_segments: Push each segment in one piece when it is complete
             (for ``max_buffer_delay_ms: 0``, where the server speaks each input
             at once and expects whole phrases), instead of word by word.
 
     Raises:
-        ValueError: ``flush_on`` or ``first_push_words`` is not allowed.
+        ValueError: ``flush_on``, ``first_push_words`` or ``first_segment_words``
+            is not allowed.
     """
 
     def __init__(
@@ -116,6 +133,7 @@ class Segmenter:
         *,
         first_push_words: int = 3,
         flush_first_clause: bool = False,
+        first_segment_words: int = 0,
         whole_segments: bool = False,
     ):
         try:
@@ -123,16 +141,20 @@ class Segmenter:
         except ValueError:
             choices = ", ".join(repr(f.value) for f in FlushOn)
             raise ValueError(f"flush_on must be one of {choices}, got {flush_on!r}") from None
-        if (
-            isinstance(first_push_words, bool)
-            or not isinstance(first_push_words, int)
-            or not 0 <= first_push_words <= MAX_FIRST_PUSH_WORDS
+        for name, value in (
+            ("first_push_words", first_push_words),
+            ("first_segment_words", first_segment_words),
         ):
-            raise ValueError(
-                f"first_push_words must be an integer from 0 to {MAX_FIRST_PUSH_WORDS}, "
-                f"got {first_push_words!r}"
-            )
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 0 <= value <= MAX_FIRST_PUSH_WORDS
+            ):
+                raise ValueError(
+                    f"{name} must be an integer from 0 to {MAX_FIRST_PUSH_WORDS}, got {value!r}"
+                )
         self.first_push_words = first_push_words
+        self.first_segment_words = first_segment_words
         self.flush_first_clause = flush_first_clause
         self.whole_segments = whole_segments
         self._cuts = CutFinder()
@@ -240,6 +262,8 @@ class Segmenter:
             # What ended before whitespace that was pushed ended its segment then.
             if not only_space and cut.boundary and self._flushes_at(cut.boundary, at):
                 return cut, True
+            if not only_space and self._first_segment_full(cut, at):
+                return cut, True
             self._best = cut
         end = self._cuts.end
         # The end pushes what is left; only a turn with nothing speakable at all
@@ -261,6 +285,33 @@ class Segmenter:
             return False  # whitespace or punctuation only: Cartesia refuses it
         ends = cut.boundary is not None and cut.run_start > self._start
         return ends or words >= max(self.first_push_words, 1)
+
+    def _first_segment_full(self, cut: Cut, at: Position) -> bool:
+        """Whether the first segment ends at ``cut``: it has ``first_segment_words`` words."""
+        limit = self.first_segment_words
+        if (
+            not at.first_segment
+            or not 0 < limit <= cut.words
+            or self.flush_on is FlushOn.TURN
+            or at.switch
+        ):
+            return False
+        if cut.words >= limit + _MORE_FOR_HANGING:
+            return True
+        last = self._text(self._start, cut.run_start).rsplit(None, 1)[-1:]
+        return not last or last[0].lower() not in _HANGING_WORDS
+
+    def _text(self, start: int, end: int) -> str:
+        """The turn's text from ``start`` to ``end``, not pushed yet (costs that much)."""
+        taken, at = [], self._start
+        for n, piece in enumerate(self._pieces):
+            piece = piece[self._head :] if n == 0 else piece
+            if at + len(piece) > start:
+                taken.append(piece[max(0, start - at) : end - at])
+            at += len(piece)
+            if at >= end:
+                break
+        return "".join(taken)
 
     def _flushes_at(self, boundary: str, at: Position) -> bool:
         if at.switch and boundary == SENTENCE:

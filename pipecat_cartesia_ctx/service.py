@@ -130,7 +130,8 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
         cartesia_version: str = DEFAULT_CARTESIA_VERSION,
         flush_on: FlushOn | str = FlushOn.SENTENCE,
         first_push_words: int = 3,
-        flush_first_clause: bool = False,
+        first_segment_words: int = 3,
+        flush_first_clause: bool = True,
         retry: RetryPolicy | None = None,
         max_concurrent_contexts: int | None = None,
         reconnect_give_up_s: float = 30.0,
@@ -160,8 +161,14 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
             flush_on: Where segments end: ``"sentence"``, ``"clause"`` or ``"turn"``.
             first_push_words: Words the first push of a context waits for,
                 unless a clause ends first.
+            first_segment_words: End the first segment of a turn after this
+                many words (one to three more after "the", "of", "and"...) if
+                no clause or sentence ended it first, so the first audio does
+                not wait for a long first sentence; 0 waits for ``flush_on``.
+                Later segments end at ``flush_on``, while the first one plays.
             flush_first_clause: End the first segment of a turn at its first
-                clause, for the fastest first audio.
+                clause (True by default, for a fast first audio); False waits
+                for ``flush_on``.
             retry: Backoff for a turn whose context was lost or refused (429,
                 5xx, a dropped connection) and for reconnecting; a turn is given
                 up after ``retry.max_attempts`` losses in a row without audio.
@@ -191,6 +198,7 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
             max_buffer_delay_ms=max_buffer_delay_ms,
             flush_on=flush_on,
             first_push_words=first_push_words,
+            first_segment_words=first_segment_words,
             flush_first_clause=flush_first_clause,
             max_concurrent_contexts=max_concurrent_contexts,
             reconnect_give_up_s=reconnect_give_up_s,
@@ -251,6 +259,7 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
         self._container = container
         self._flush_on = FlushOn(flush_on)
         self._first_push_words = first_push_words
+        self._first_segment_words = first_segment_words
         self._flush_first_clause = flush_first_clause
         self._max_buffer_delay_ms = (
             BUFFER_DELAY_MS[self._flush_on] if max_buffer_delay_ms is None else max_buffer_delay_ms
@@ -399,6 +408,7 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
         segmenter = Segmenter(
             self._flush_on,
             first_push_words=self._first_push_words,
+            first_segment_words=self._first_segment_words,
             flush_first_clause=self._flush_first_clause,
             whole_segments=self._max_buffer_delay_ms == 0,
         )

@@ -59,6 +59,7 @@ def check_options(
     max_buffer_delay_ms: Any,
     flush_on: Any,
     first_push_words: Any,
+    first_segment_words: Any,
     flush_first_clause: Any,
     max_concurrent_contexts: Any,
     reconnect_give_up_s: Any,
@@ -82,7 +83,10 @@ def check_options(
     check_container(container, "container")
     check_max_buffer_delay_ms(max_buffer_delay_ms)
     try:
-        Segmenter(flush_on, first_push_words=first_push_words)  # its own rules, defined once
+        # Its own rules, defined once.
+        Segmenter(
+            flush_on, first_push_words=first_push_words, first_segment_words=first_segment_words
+        )
     except ValueError as e:
         raise InvalidRequestError(str(e)) from None
     if not isinstance(flush_first_clause, bool):

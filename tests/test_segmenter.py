@@ -518,3 +518,54 @@ def test_a_200_kb_frame_is_cut_with_the_work_of_its_length():
     small = work([sentence * 30])
     large = work([sentence * 2800])  # about 200 KB in one frame
     assert large <= (2800 / 30) * small * 1.15, (small, large)
+
+
+# -- the first segment: cut early, for the first audio ------------------------------------
+
+
+LLM_WORDS = re.compile(r" ?\S+")
+
+
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        ("Sure! Dr. Smith can see you today. Shall I book it?", "Sure! "),
+        ("The total comes to $1,234.56, including tax.", "The total comes "),
+        ("Your order of 3 items ships today. It arrives Friday.", "Your order of 3 "),
+        ("To reset the router, do this: 1. unplug it.", "To reset the router, "),
+        ("I checked the schedule for the next train today.", "I checked the schedule "),
+        ("In the of a to the shop we went.", "In the of a to the "),  # three more at most
+        ("Yes, I can help.", "Yes, "),
+    ],
+)
+def test_the_first_segment_ends_at_three_words_a_clause_or_a_sentence(text, first):
+    options = {"first_segment_words": 3, "flush_first_clause": True}
+    cut = segments(LLM_WORDS.findall(text), **options)
+    assert cut[0] == first
+    assert "".join(cut) == text
+    # Later segments end at sentences only.
+    for segment in cut[1:-1]:
+        assert segment.rstrip()[-1] in ".!?", segment
+
+
+@pytest.mark.parametrize("flush_on", ["sentence", "clause", "turn"])
+def test_without_a_first_segment_limit_the_first_segment_follows_flush_on(flush_on):
+    text = "Your order of 3 items ships today, as promised. It arrives Friday."
+    cut = segments(LLM_WORDS.findall(text), flush_on=flush_on, first_segment_words=0)
+    expected = {
+        "sentence": "Your order of 3 items ships today, as promised. ",
+        "clause": "Your order of 3 items ships today, ",
+        "turn": text,
+    }[flush_on]
+    assert cut[0] == expected
+
+
+def test_with_flush_on_turn_the_first_segment_limit_does_not_apply():
+    text = "Your order of 3 items ships today. It arrives Friday."
+    assert segments(LLM_WORDS.findall(text), flush_on="turn", first_segment_words=3) == [text]
+
+
+@pytest.mark.parametrize("value", [-1, 51, 2.5, True, "3"])
+def test_a_first_segment_limit_that_is_not_a_word_count_is_refused(value):
+    with pytest.raises(ValueError, match="first_segment_words"):
+        Segmenter(first_segment_words=value)

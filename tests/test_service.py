@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from helpers import VOICE
 from pipecat.frames.frames import (
     ErrorFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
     MetricsFrame,
     TTSAudioRawFrame,
     TTSSpeakFrame,
@@ -32,6 +37,12 @@ from service_helpers import (
 from pipecat_cartesia_ctx import CartesiaContextTTSService, CartesiaSegmentMetricsData
 from pipecat_cartesia_ctx.audio import encode_float, to_pcm16
 from pipecat_cartesia_ctx.emulator import Behavior, InjectedError, Pacing, SyntheticVoice
+
+
+def word_tokens(text: str) -> list[str]:
+    """``text`` as an LLM streams it: each word with the space before it."""
+    return re.findall(r" ?\S+", text)
+
 
 THREE = "The first sentence is here. The second one is a bit longer, with a clause. Third!"
 SEGMENTS = [
@@ -404,3 +415,29 @@ def test_every_public_name_imports():
     assert pipecat_cartesia_ctx.CartesiaServiceStats is service.CartesiaServiceStats
     assert pipecat_cartesia_ctx.CartesiaContextTTSService is service.CartesiaContextTTSService
     assert service.CartesiaServiceStats.__module__ == "pipecat_cartesia_ctx.stats"
+
+
+async def test_by_default_the_first_audio_does_not_wait_for_the_first_sentence(emu):
+    # The defaults (no make_tts): the first segment ends at three words (one
+    # more after "of"), later ones at sentences.
+    tts = CartesiaContextTTSService(
+        api_key="k", url=emu.url, settings=CartesiaContextTTSService.Settings(voice=VOICE)
+    )
+    head, rest = "Your order of 3 items", " ships today. It should arrive by Friday, before noon."
+    async with running_pipeline(tts) as pipeline:
+        await pipeline.send(LLMFullResponseStartFrame(), *map(LLMTextFrame, word_tokens(head)))
+        # Its first words are spoken while the LLM has not finished the sentence.
+        await pipeline.down.wait_for(lambda frames: bool(audio(frames)))
+        await pipeline.send(*map(LLMTextFrame, word_tokens(rest)), LLMFullResponseEndFrame())
+        await pipeline.down.wait_for(
+            lambda frames: any(f.text.endswith("noon.") for f in flush_dones(frames))
+        )
+        down = pipeline.down.frames
+    assert [f.text for f in flush_dones(down)] == [
+        "Your order of 3 ",
+        "items ships today. ",
+        "It should arrive by Friday, before noon.",
+    ]
+    [record] = emu.record.contexts.values()
+    assert record.transcript == head + rest
+    assert record.generations[0] == "Your order of 3 "
