@@ -91,12 +91,19 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def start_emulator(pacing: dict[str, float] | None = None) -> tuple[subprocess.Popen, str]:
-    """The emulator in its own process, so its work is not in the measured loop."""
-    pacing = pacing or PACING
+    """The emulator in its own process, so its work is not in the measured loop.
+
+    Args:
+        pacing: ``first_chunk_ms``, ``speed`` and ``chunk_ms``; None: the emulator's defaults.
+
+    Returns:
+        The process and its URL.
+    """
     args = [sys.executable, "-m", "pipecat_cartesia_ctx.emulator", "--port", "0"]
     args += ["--log-level", "WARNING"]
-    args += ["--first-chunk-ms", str(pacing["first_chunk_ms"])]
-    args += ["--speed", str(pacing["speed"]), "--chunk-ms", str(pacing["chunk_ms"])]
+    if pacing is not None:
+        args += ["--first-chunk-ms", str(pacing["first_chunk_ms"])]
+        args += ["--speed", str(pacing["speed"]), "--chunk-ms", str(pacing["chunk_ms"])]
     args += ["--max-concurrent-contexts", "100000", "--max-connections", "100000"]
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT

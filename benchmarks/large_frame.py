@@ -25,7 +25,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,9 @@ from pipecat.workers.runner import WorkerRunner
 
 from pipecat_cartesia_ctx import CartesiaContextTTSService
 from pipecat_cartesia_ctx.segmenter import Position, Segmenter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import start_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 VOICE = "a0e99841-438c-4a64-b679-ae501e7d6091"
@@ -107,24 +109,6 @@ class Sink(FrameProcessor):
         elif isinstance(frame, TTSStoppedFrame) and frame.context_id:
             self.event(frame.context_id).set()
         await self.push_frame(frame, direction)
-
-
-def start_emulator() -> tuple[subprocess.Popen, str]:
-    """The emulator in its own process, so its work is not in our loop."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipecat_cartesia_ctx.emulator", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    for _ in range(20):
-        line = proc.stdout.readline()
-        if "listening on" in line:
-            return proc, line.split("listening on", 1)[1].strip()
-    proc.kill()
-    raise RuntimeError("the emulator did not start")
 
 
 async def first_audio_after(sink: Sink, before: set[str], since: float, timeout: float):

@@ -436,7 +436,7 @@ def main() -> int:
         "smoke": args.smoke,
         "pipecat": getattr(pipecat, "__version__", "?"),
     }
-    proc, url = start_emulator()
+    proc, url = start_emulator(PACING)
     try:
         print("first audio ...", flush=True)
         result["first_audio"] = asyncio.run(

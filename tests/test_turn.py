@@ -491,7 +491,7 @@ def test_refused_inputs_are_skipped_whole_and_everything_else_is_voiced_once(
         refused = any(word in pushed.split() for word in bad)
         return InvalidRequestError("invalid transcript") if refused else None
 
-    sim = server(text, pick=pick, seed=seed, chunk_size=chunk_size, refuse=refuse)
+    sim = server(text, pick=pick, seed=seed, chunk_size=chunk_size, refuse=refuse_forbidden)
     play(sim, tokenize(text, cuts), pauses=pauses, drops=drops, switches=switches)
     assert sim.violations == []
     spoken = [w for w, _ in sim.words]
@@ -555,6 +555,11 @@ def test_a_429_is_retried_and_the_attempt_count_resets_once_audio_played():
     assert sim.actions[-1] == Ended()
 
 
+def refuse_forbidden(pushed: str) -> CartesiaAPIError | None:
+    """A server that refuses any input with "forbidden" in it (a 400)."""
+    return InvalidRequestError("invalid transcript") if "forbidden" in pushed else None
+
+
 def test_a_refused_input_is_found_one_segment_at_a_time_and_skipped_alone():
     sentences = [
         "Hello there my friend. ",
@@ -564,10 +569,7 @@ def test_a_refused_input_is_found_one_segment_at_a_time_and_skipped_alone():
     ]
     text = "".join(sentences)
 
-    def refuse(pushed: str) -> CartesiaAPIError | None:
-        return InvalidRequestError("invalid transcript") if "forbidden" in pushed else None
-
-    sim = server(text, chunk_size=8, refuse=refuse, auto_resume=False)
+    sim = server(text, chunk_size=8, refuse=refuse_forbidden, auto_resume=False)
     sim.feed(text)
     sim.end_input()
     sim.run()  # sentence 1 plays, then the 400
@@ -614,10 +616,7 @@ def test_a_refused_input_is_found_one_segment_at_a_time_and_skipped_alone():
 def test_a_turn_whose_every_sentence_is_refused_fails_with_that_error():
     text = "Say the forbidden word now."
 
-    def refuse(pushed: str) -> CartesiaAPIError | None:
-        return InvalidRequestError("invalid transcript") if "forbidden" in pushed else None
-
-    sim = server(text, refuse=refuse)
+    sim = server(text, refuse=refuse_forbidden)
     sim.feed(text)
     sim.end_input()
     sim.run()
@@ -929,10 +928,7 @@ def test_a_refused_segment_is_not_waited_for():
     sentences = ["Hello there my friend. ", "Say the forbidden word now. ", "How are you today?"]
     text = "".join(sentences)
 
-    def refuse(pushed: str) -> CartesiaAPIError | None:
-        return InvalidRequestError("invalid transcript") if "forbidden" in pushed else None
-
-    sim = server(text, chunk_size=8, refuse=refuse, auto_resume=False)
+    sim = server(text, chunk_size=8, refuse=refuse_forbidden, auto_resume=False)
     sim.feed(text)
     sim.end_input()
     sim.run()  # sentence 1 plays, then the 400
