@@ -491,7 +491,7 @@ def test_refused_inputs_are_skipped_whole_and_everything_else_is_voiced_once(
         refused = any(word in pushed.split() for word in bad)
         return InvalidRequestError("invalid transcript") if refused else None
 
-    sim = server(text, pick=pick, seed=seed, chunk_size=chunk_size, refuse=refuse_forbidden)
+    sim = server(text, pick=pick, seed=seed, chunk_size=chunk_size, refuse=refuse)
     play(sim, tokenize(text, cuts), pauses=pauses, drops=drops, switches=switches)
     assert sim.violations == []
     spoken = [w for w, _ in sim.words]
