@@ -88,18 +88,22 @@ class Position:
         first_segment: No segment of the turn has ended yet.
         switch: End the segment at the next sentence end, whatever ``flush_on``
             says (a new context follows it).
+        early: The segment may end early (``first_segment_words``,
+            ``flush_first_clause``): it is the first, or the one after a first
+            too short to hide the wait for a sentence ("Sure! ").
     """
 
     opening: bool = True
     first_segment: bool = True
     switch: bool = False
+    early: bool = True
 
     def after(self, action: Action) -> Position:
         """Where the turn stands once ``action`` is sent."""
         if isinstance(action, Push):
-            return Position(False, self.first_segment, self.switch)
+            return Position(False, self.first_segment, self.switch, self.early)
         # The flush a switch asked for ends the context: a new one follows.
-        return Position(self.opening or self.switch, False, False)
+        return Position(self.opening or self.switch, False, False, False)
 
 
 class Segmenter:
@@ -288,10 +292,13 @@ class Segmenter:
 
     def _first_segment_full(self, cut: Cut, at: Position) -> bool:
         """Whether the first segment ends at ``cut``: it has ``first_segment_words`` words."""
-        limit = self.first_segment_words
+        # Counted from the turn's start: after a first segment of one or two words
+        # ("Sure! "), the next ends once the turn has twice as many.
+        limit = self.first_segment_words * (1 if at.first_segment else 2)
         if (
-            not at.first_segment
-            or not 0 < limit <= cut.words
+            not at.early
+            or not self.first_segment_words
+            or cut.words < limit
             or self.flush_on is FlushOn.TURN
             or at.switch
         ):
@@ -320,7 +327,7 @@ class Segmenter:
             return False
         if boundary == SENTENCE or self.flush_on is FlushOn.CLAUSE:
             return True
-        return self.flush_first_clause and at.first_segment
+        return self.flush_first_clause and at.early
 
     def _take(self, cut: Cut) -> str:
         """The text from the start up to ``cut``, which is now pushed."""

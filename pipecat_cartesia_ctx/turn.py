@@ -404,11 +404,18 @@ class TurnEngine:
 
     def _position(self) -> Position:
         current = self._current
+        segments = len(self._segments)
+        # A first segment of a word or two ("Sure! ") plays too briefly to hide
+        # the wait for the next sentence: the next one ends early too.
+        short_first = segments == 2 and (
+            len(str(self._segments[0]).split()) < self.segmenter.first_segment_words
+        )
         return Position(
             opening=self._phase is not TurnPhase.RESUMING
             and (current is None or not current.has_input),
-            first_segment=len(self._segments) == 1,
+            first_segment=segments == 1,
             switch=self._phase is TurnPhase.SWITCHING,
+            early=segments == 1 or short_first,
         )
 
     def _take(self, cut: list[Push | Flush], now: float) -> list[Action]:

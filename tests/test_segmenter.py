@@ -309,9 +309,9 @@ def test_a_requested_flush_comes_at_the_next_sentence_even_in_turn_mode():
     assert segmenter.feed("One two three, four ") == [Push("One two three, four ")]
     segmenter.at = replace(segmenter.at, switch=True)
     assert segmenter.feed("five. Six seven. ") == [Push("five. "), Flush(), Push("Six seven. ")]
-    assert segmenter.at == Position(opening=False, first_segment=False, switch=False), (
-        "the flush used the switch up"
-    )
+    assert segmenter.at == Position(
+        opening=False, first_segment=False, switch=False, early=False
+    ), "the flush used the switch up"
 
 
 def test_a_new_context_waits_for_three_words_again():
@@ -342,7 +342,9 @@ def test_the_first_clause_flush_follows_the_position_not_a_count():
         Push("then we go. "),
         Flush(),
     ]
-    later = Driver(Position(opening=False, first_segment=False), flush_first_clause=True)
+    later = Driver(
+        Position(opening=False, first_segment=False, early=False), flush_first_clause=True
+    )
     assert later.feed("Well, then we go. ") == [Push("Well, then we go. "), Flush()]
 
 
@@ -356,7 +358,9 @@ def test_after_the_flush_a_switch_asked_for_the_next_push_opens_a_context():
 def test_position_after_each_action():
     at = Position(opening=True, first_segment=True, switch=True)
     assert at.after(Push("a ")) == Position(opening=False, first_segment=True, switch=True)
-    assert at.after(Flush()) == Position(opening=True, first_segment=False, switch=False)
+    assert at.after(Flush()) == Position(
+        opening=True, first_segment=False, switch=False, early=False
+    )
 
 
 def test_text_after_the_end_is_refused_and_the_end_is_said_once():

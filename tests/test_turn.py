@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 import tracemalloc
 from collections.abc import Callable
 
@@ -979,3 +980,29 @@ def test_a_token_added_to_a_long_segment_costs_the_token_not_the_segment(flush_o
     [segment] = engine.segments
     assert len(segment) > 400_000
     assert peak < 100_000
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A first segment of one word plays too briefly to hide the wait for the
+        # next sentence: the next one ends early too (the turn's sixth word).
+        (
+            "Sure! Dr. Smith can see you on Tuesday at noon. Shall I book it?",
+            ["Sure! ", "Dr. Smith can see you ", "on Tuesday at noon. ", "Shall I book it?"],
+        ),
+        # A first segment of three words is enough: sentences from then on.
+        (
+            "Your order ships today and arrives on Friday. Thanks!",
+            ["Your order ships ", "today and arrives on Friday. ", "Thanks!"],
+        ),
+    ],
+)
+def test_the_segments_after_a_very_short_first_one_end_early_too(text, expected):
+    engine = make_engine(first_segment_words=3, flush_first_clause=True)
+    sim = server(text, engine=engine)
+    for token in re.findall(r" ?\S+", text):
+        sim.feed(token)
+    sim.end_input()
+    sim.run()
+    assert [d.text for d in sim.segments_done] == expected
