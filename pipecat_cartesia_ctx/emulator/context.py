@@ -22,7 +22,6 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..audio import encode_float
 from ..protocol import (
     DEFAULT_MAX_BUFFER_DELAY_MS,
     Chunk,
@@ -37,7 +36,7 @@ from ..protocol import (
 )
 from ..protocol.text import ends_sentence, period_context, tag_end
 from .config import Behavior, CancelBehavior, Pacing
-from .voice import Span, Speech, SyntheticVoice
+from .voice import Layout, Span, SyntheticVoice
 
 if TYPE_CHECKING:
     from .record import ContextRecord
@@ -330,20 +329,16 @@ class EmulatedContext:
         rate = opening.output_format.sample_rate
         width = opening.output_format.bytes_per_sample
         first_sample = self._offset_samples
-        # Rendering takes ~8 ms per audio second at 24 kHz; in a thread it does not
-        # hold up other contexts' chunks or the reading of cancels.
-        speech, data = await asyncio.to_thread(
-            self._render, segment, text, opening.output_format.encoding, rate, first_sample
-        )
-        self._offset_samples += len(speech.samples)
+        layout, data = await self._render(segment, text, opening.output_format.encoding, rate)
+        self._offset_samples += layout.samples
         seconds_per_byte = 0.0 if math.isinf(pacing.speed) else 1.0 / (rate * width * pacing.speed)
         # Audio cannot go out before it is rendered: a slow render delays the start, it
         # never compresses the pacing into a burst.
         ready = segment.released_at + pacing.first_chunk_ms / 1000.0
         start = max(ready, self._next_free, loop.time())
         self._next_free = start + len(data) * seconds_per_byte
-        spoken = _Cursor(speech.words)
-        words, phonemes = _Cursor(speech.words), _Cursor(speech.phonemes)
+        spoken = _Cursor(layout.words)
+        words, phonemes = _Cursor(layout.words), _Cursor(layout.phonemes)
         for begin, end in _chunk_bounds(len(data), rate, width, pacing):
             if not self._may_send(segment):
                 return
@@ -364,16 +359,24 @@ class EmulatedContext:
             await self._send_timing(segment, words, phonemes, heard)
         await self._send_timing(segment, words, phonemes, math.inf)
 
-    def _render(
-        self, segment: _Segment, text: str, encoding: str, rate: int, offset_samples: int
-    ) -> tuple[Speech, bytes]:
-        speech = self._host.voice.synthesize(
+    async def _render(
+        self, segment: _Segment, text: str, encoding: str, rate: int
+    ) -> tuple[Layout, bytes]:
+        voice = self._host.voice
+        layout = voice.layout(
             text,
             rate,
-            offset_samples=offset_samples,
+            offset_samples=self._offset_samples,
             generation_config=segment.generation_config,
         )
-        return speech, encode_float(speech.samples, encoding)
+        # Words heard before come from the voice's cache at once; rendering a new
+        # one takes ~3 ms per audio second, so a piece with any goes to a thread,
+        # where it does not hold up other contexts' chunks or the reading of cancels.
+        data = voice.encode(layout, encoding, render=False)
+        if data is None:
+            data = await asyncio.to_thread(voice.encode, layout, encoding)
+        assert data is not None  # rendering on: never None
+        return layout, data
 
     async def _send_timing(
         self, segment: _Segment, words: _Cursor, phonemes: _Cursor, until: float

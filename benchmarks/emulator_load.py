@@ -1,0 +1,543 @@
+"""How many real-time streams one emulator process serves, and what each audio second costs it.
+
+Usage::
+
+    python3 benchmarks/emulator_load.py --streams 500 --seconds 30 [--speed 1] [--clients 2]
+    python3 benchmarks/emulator_load.py --smoke
+
+The emulator runs in its own process (``python -m pipecat_cartesia_ctx.emulator``,
+logging at WARNING). ``--streams`` streams, each its own WebSocket connection
+and context (a bot's turn: its sentences pushed with ``max_buffer_delay_ms: 0``,
+then the close), are driven over 127.0.0.1 by ``--clients`` load-generator
+processes. Their client is a minimal WebSocket reader that counts audio bytes
+and notes when each chunk arrives without decoding the audio, so the load
+generator costs far less than the emulator's own work; its CPU is measured and
+reported too, since both share this machine's cores.
+
+Reported: the emulator's CPU time (from ``/proc/<pid>/stat``) per second of
+audio delivered, over the whole run and over its second half (the voice cache
+warm); the slowest stream's speed relative to the pacing (1.0 keeps up);
+lateness of each chunk against the pacing schedule (first chunk
+``first_chunk_ms`` after the text was sent, then back to back at ``speed``);
+and the emulator's peak RSS. The text is Zipf-distributed over a vocabulary of
+``--vocabulary`` pseudo-words (with capitals and punctuation attached, each a
+distinct sound), as a fleet's answers would be.
+
+Prints a table and writes ``benchmarks/results/emulator_load.json``. Exits with
+status 1 if a stream lost audio, words or its ``done``, or got an error; timing
+is reported, never judged (the load generator shares the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VOICE_ID = "a0e99841-438c-4a64-b679-ae501e7d6091"
+RATE = 24000
+ENCODING = "pcm_s16le"
+WIDTH = 2
+RUN_TIMEOUT_S = 600.0
+CPU_SAMPLE_S = 0.25
+_CHUNK_PREFIX = b'{"type":"chunk",'
+_DATA_KEY = b'"data":"'
+
+
+# -- text ---------------------------------------------------------------------
+
+
+def vocabulary(size: int) -> list[str]:
+    """``size`` distinct pseudo-words, shortest first (the commonest are short)."""
+    onsets = ["", "b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "st"]
+    nuclei = ["a", "e", "i", "o", "u", "ai", "ou"]
+    codas = ["", "n", "r", "s", "t", "nd"]
+    syllables = [o + n + c for o in onsets for n in nuclei for c in codas]
+    rng = random.Random(7)
+    words: list[str] = []
+    seen: set[str] = set()
+    while len(words) < size:
+        count = 1 + min(3, int(rng.expovariate(1.2)))
+        word = "".join(rng.choice(syllables) for _ in range(count))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return sorted(words, key=len)
+
+
+def sentences(rng: random.Random, words: list[str], weights: list[float], seconds: float, voice):
+    """Sentences with at least ``seconds`` of audio; each with its expected samples and words."""
+    out: list[tuple[str, int, int]] = []
+    total = 0.0
+    while total < seconds:
+        picked = rng.choices(words, weights, k=rng.randint(6, 16))
+        picked[0] = picked[0].capitalize()
+        if len(picked) > 8:
+            picked[rng.randint(2, len(picked) - 3)] += ","
+        text = " ".join(picked) + rng.choice([".", ".", ".", "?", "!"]) + " "
+        samples, count = expected_audio(voice, text)
+        out.append((text, samples, count))
+        total += samples / RATE
+    return out
+
+
+def expected_audio(voice, text: str) -> tuple[int, int]:
+    """Samples and words the emulator's voice gives ``text`` (its own layout rule)."""
+    t, count = 0.0, 0
+    for word, sound, pause in voice.plan(text):
+        t += sound + pause
+        count += word is not None
+    return round(t * RATE), count
+
+
+# -- one stream: a minimal WebSocket client --------------------------------------
+
+
+@dataclass
+class StreamResult:
+    """What one stream received."""
+
+    sent_at: float = 0.0
+    expected_bytes: int = 0
+    expected_words: int = 0
+    audio_bytes: int = 0
+    words: int = 0
+    done: bool = False
+    errors: list[str] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)  # audio bytes before each chunk
+
+
+class Stream(asyncio.Protocol):
+    """One connection, one context; counts audio without decoding it."""
+
+    def __init__(self, host: str, port: int):
+        self.result = StreamResult()
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self.finished = asyncio.get_running_loop().create_future()
+        self._host = f"{host}:{port}"
+        self._buf = bytearray()
+        self._open = False
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport):
+        self._transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            (
+                f"GET /tts/websocket HTTP/1.1\r\nHost: {self._host}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\nX-API-Key: bench\r\n"
+                "Cartesia-Version: 2026-03-01\r\n\r\n"
+            ).encode()
+        )
+
+    def connection_lost(self, exc):
+        if not self.finished.done():
+            self.result.errors.append(f"connection lost: {exc}")
+            self.finished.set_result(None)
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError("closed during the handshake"))
+
+    def send_json(self, obj: dict) -> None:
+        payload = json.dumps(obj).encode()
+        mask = os.urandom(4)
+        n = len(payload)
+        header = bytes([0x81])
+        if n < 126:
+            header += bytes([0x80 | n])
+        elif n < 65536:
+            header += bytes([0xFE]) + n.to_bytes(2, "big")
+        else:
+            header += bytes([0xFF]) + n.to_bytes(8, "big")
+        keys = (mask * (n // 4 + 1))[:n]
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(keys, "big")).to_bytes(n, "big")
+        assert self._transport is not None
+        self._transport.write(header + mask + masked)
+
+    def data_received(self, data: bytes):
+        self._buf += data
+        if not self._open:
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(self._buf[:end]).split(b"\r\n", 1)[0]
+            del self._buf[: end + 4]
+            if b" 101 " not in status:
+                self.upgraded.set_exception(ConnectionError(status.decode(errors="replace")))
+                return
+            self._open = True
+            self.upgraded.set_result(None)
+        buf, pos, now = self._buf, 0, time.monotonic()
+        while len(buf) - pos >= 2:
+            length, head = buf[pos + 1] & 0x7F, 2
+            if length == 126:
+                if len(buf) - pos < 4:
+                    break
+                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if len(buf) - pos < 10:
+                    break
+                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if len(buf) - pos < head + length:
+                break
+            opcode = buf[pos] & 0x0F
+            payload = bytes(buf[pos + head : pos + head + length])
+            pos += head + length
+            if opcode == 1:
+                self._message(payload, now)
+            elif opcode == 8 and not self.finished.done():
+                self.result.errors.append("closed by the server")
+                self.finished.set_result(None)
+        del buf[:pos]
+
+    def _message(self, payload: bytes, now: float) -> None:
+        result = self.result
+        if payload.startswith(_CHUNK_PREFIX):
+            start = payload.find(_DATA_KEY) + len(_DATA_KEY)
+            end = payload.index(b'"', start)
+            size = (end - start) // 4 * 3 - payload.count(b"=", end - 2, end)
+            result.offsets.append(result.audio_bytes)
+            result.arrivals.append(now)
+            result.audio_bytes += size
+            return
+        msg = json.loads(payload)
+        kind = msg.get("type")
+        if kind == "timestamps":
+            result.words += len(msg["word_timestamps"]["words"])
+        elif kind == "error":
+            result.errors.append(f"error event: {msg.get('message')}")
+            self._finish()
+        elif kind == "done":
+            result.done = True
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+        assert self._transport is not None
+        self._transport.close()
+
+
+async def run_streams(
+    port: int, texts: list[list[tuple[str, int, int]]], start_at: float, ramp_s: float
+) -> list[StreamResult]:
+    """Connect every stream, then start stream ``i`` at ``start_at + i * ramp / n``."""
+    loop = asyncio.get_running_loop()
+    streams: list[Stream] = []
+    for _ in texts:
+        _, stream = await loop.create_connection(
+            lambda: Stream("127.0.0.1", port), "127.0.0.1", port
+        )
+        await stream.upgraded
+        streams.append(stream)
+
+    async def one(i: int, stream: Stream, parts: list[tuple[str, int, int]]):
+        await asyncio.sleep(max(0.0, start_at + i * ramp_s / len(texts) - time.monotonic()))
+        base = {
+            "context_id": f"load-{i}",
+            "model_id": "sonic-3",
+            "voice": {"mode": "id", "id": VOICE_ID},
+            "output_format": {"container": "raw", "encoding": ENCODING, "sample_rate": RATE},
+            "language": "en",
+            "add_timestamps": True,
+            "max_buffer_delay_ms": 0,
+        }
+        stream.result.sent_at = time.monotonic()
+        for text, samples, words in parts:
+            stream.send_json({**base, "transcript": text, "continue": True})
+            stream.result.expected_bytes += samples * WIDTH
+            stream.result.expected_words += words
+        stream.send_json({**base, "transcript": "", "continue": False})
+        await stream.finished
+
+    await asyncio.gather(
+        *(one(i, s, t) for i, (s, t) in enumerate(zip(streams, texts, strict=True)))
+    )
+    return [s.result for s in streams]
+
+
+def client_process(conn, port: int, texts, start_at: float, ramp_s: float) -> None:
+    """A load-generator process: runs its streams, sends back results and its CPU time."""
+    results = asyncio.run(
+        asyncio.wait_for(run_streams(port, texts, start_at, ramp_s), RUN_TIMEOUT_S)
+    )
+    usage = os.times()
+    conn.send((results, usage.user + usage.system))
+    conn.close()
+
+
+# -- the emulator process --------------------------------------------------------
+
+
+def start_emulator(pacing: argparse.Namespace) -> tuple[subprocess.Popen, int]:
+    """The emulator in its own process."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipecat_cartesia_ctx.emulator",
+            "--port",
+            "0",
+            "--log-level",
+            "WARNING",
+            "--idle-timeout",
+            "0",
+            "--first-chunk-ms",
+            str(pacing.first_chunk_ms),
+            "--speed",
+            str(pacing.speed),
+            "--chunk-ms",
+            str(pacing.chunk_ms),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    for _ in range(20):
+        line = proc.stdout.readline()
+        if "listening on" in line:
+            url = line.split("listening on", 1)[1].strip()
+            return proc, int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    proc.kill()
+    raise RuntimeError("the emulator did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident set size of a process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+# -- the run ------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run(args: argparse.Namespace) -> dict:
+    from pipecat_cartesia_ctx.emulator import SyntheticVoice
+
+    voice = SyntheticVoice()
+    words = vocabulary(args.vocabulary)
+    weights = [1.0 / (rank + 1) for rank in range(len(words))]
+    texts = [
+        sentences(random.Random(args.seed + i), words, weights, args.seconds, voice)
+        for i in range(args.streams)
+    ]
+    proc, port = start_emulator(args)
+    ctx = mp.get_context("spawn")
+    try:
+        cpu0 = cpu_seconds(proc.pid)
+        # Every client process connects its streams first; streams start together.
+        start_at = time.monotonic() + 2.0 + args.streams * 0.004
+        pipes, workers = [], []
+        for k in range(args.clients):
+            share = texts[k :: args.clients]
+            if not share:
+                continue
+            ramp = args.ramp * len(share) / args.streams
+            parent, child = ctx.Pipe(duplex=False)
+            worker = ctx.Process(
+                target=client_process,
+                args=(child, port, share, start_at + args.ramp * k / args.streams, ramp),
+            )
+            worker.start()
+            pipes.append(parent)
+            workers.append(worker)
+        while time.monotonic() < start_at:
+            time.sleep(0.01)
+        cpu_start, wall_start = cpu_seconds(proc.pid), time.monotonic()
+        samples = [(wall_start, cpu_start)]
+        results: list[StreamResult] = []
+        client_cpu = 0.0
+        pending = list(pipes)
+        deadline = wall_start + RUN_TIMEOUT_S
+        while pending and time.monotonic() < deadline:
+            ready = mp.connection.wait(pending, timeout=CPU_SAMPLE_S)
+            samples.append((time.monotonic(), cpu_seconds(proc.pid)))
+            for pipe in ready:
+                share_results, cpu = pipe.recv()
+                results += share_results
+                client_cpu += cpu
+                pending.remove(pipe)
+        wall_end = time.monotonic()
+        for worker in workers:
+            worker.join(10)
+        rss = peak_rss_mb(proc.pid)
+        idle_cpu = cpu_start - cpu0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return summarize(args, results, samples, wall_start, wall_end, client_cpu, rss, idle_cpu)
+
+
+def summarize(args, results, samples, wall_start, wall_end, client_cpu, rss, idle_cpu) -> dict:
+    bytes_per_s = RATE * WIDTH
+    cpu = samples[-1][1] - samples[0][1]
+    audio_s = sum(r.audio_bytes for r in results) / bytes_per_s
+    # The second half of the run (by wall time): the voice's cache is warm by then.
+    mid = wall_start + (wall_end - wall_start) / 2
+    mid_cpu = min(samples, key=lambda s: abs(s[0] - mid))
+    late_audio = 0
+    lateness: list[float] = []
+    speeds: list[float] = []
+    spb = 1.0 / (bytes_per_s * args.speed)
+    for r in results:
+        for arrival, offset in zip(r.arrivals, r.offsets, strict=True):
+            due = r.sent_at + args.first_chunk_ms / 1000.0 + offset * spb
+            lateness.append(arrival - due)
+        if r.arrivals:
+            late_audio += r.audio_bytes - next(
+                (o for a, o in zip(r.arrivals, r.offsets, strict=True) if a >= mid_cpu[0]),
+                r.audio_bytes,
+            )
+            # Audio seconds per wall second after the first chunk, against the pacing.
+            last_chunk = (r.audio_bytes - r.offsets[-1]) * spb
+            span = r.arrivals[-1] - r.arrivals[0] + last_chunk
+            speeds.append(r.audio_bytes * spb / span if span > 0 else math.inf)
+    late_cpu = samples[-1][1] - mid_cpu[1]
+    failures = [
+        f"stream {i}: " + "; ".join(problems)
+        for i, r in enumerate(results)
+        if (
+            problems := [
+                *r.errors,
+                *(["no done"] if not r.done else []),
+                *(
+                    [f"{r.audio_bytes} audio bytes, expected {r.expected_bytes}"]
+                    if r.audio_bytes != r.expected_bytes
+                    else []
+                ),
+                *(
+                    [f"{r.words} words, expected {r.expected_words}"]
+                    if r.words != r.expected_words
+                    else []
+                ),
+            ]
+        )
+    ]
+    if len(results) != args.streams:
+        failures.append(f"{len(results)} of {args.streams} streams reported")
+    return {
+        "streams": args.streams,
+        "seconds_per_stream": args.seconds,
+        "pacing": {
+            "first_chunk_ms": args.first_chunk_ms,
+            "speed": args.speed,
+            "chunk_ms": args.chunk_ms,
+            "format": f"{ENCODING} {RATE} Hz",
+        },
+        "client_processes": args.clients,
+        "vocabulary": args.vocabulary,
+        "wall_s": round(wall_end - wall_start, 2),
+        "audio_s": round(audio_s, 1),
+        "emulator_cpu_s": round(cpu, 2),
+        "emulator_cpu_ms_per_audio_s": round(1000 * cpu / audio_s, 2) if audio_s else None,
+        "emulator_cpu_ms_per_audio_s_second_half": (
+            round(1000 * late_cpu / (late_audio / bytes_per_s), 2) if late_audio else None
+        ),
+        "emulator_cpu_share_of_one_core": round(cpu / (wall_end - wall_start), 3),
+        "emulator_idle_cpu_s_while_connecting": round(idle_cpu, 2),
+        "client_cpu_s": round(client_cpu, 2),
+        "slowest_stream_speed_vs_pacing": round(min(speeds), 3) if speeds else None,
+        "median_stream_speed_vs_pacing": round(statistics.median(speeds), 3) if speeds else None,
+        "chunk_lateness_ms": {
+            "p50": round(1000 * percentile(lateness, 0.50), 1),
+            "p99": round(1000 * percentile(lateness, 0.99), 1),
+            "max": round(1000 * max(lateness, default=math.nan), 1),
+        },
+        "chunks": len(lateness),
+        "emulator_peak_rss_mb": round(rss, 1),
+        "failures": failures[:20],
+        "ok": not failures,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--streams", type=int, default=50, help="concurrent streams (default 50)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="audio per stream (default 20)")
+    parser.add_argument("--speed", type=float, default=1.0, help="pacing speed (default 1.0)")
+    parser.add_argument("--first-chunk-ms", type=float, default=90.0, help="default 90")
+    parser.add_argument("--chunk-ms", type=float, default=40.0, help="default 40")
+    parser.add_argument("--clients", type=int, default=0, help="load processes (0: by streams)")
+    parser.add_argument("--ramp", type=float, default=1.0, help="seconds over which streams start")
+    parser.add_argument(
+        "--vocabulary", type=int, default=3000, help="distinct words (default 3000)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="8 streams of 3 s at 6x, for CI")
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "benchmarks/results/emulator_load.json"
+    )
+    args = parser.parse_args()
+    if args.smoke:
+        args.streams, args.seconds, args.speed = 8, 3.0, 6.0
+    if args.clients <= 0:
+        args.clients = 1 if args.streams <= 100 else 2
+    result = run(args)
+    result.update(
+        machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        date=time.strftime("%Y-%m-%d %H:%M"),
+    )
+    late = result["chunk_lateness_ms"]
+    rows = [
+        ("streams x audio each", f"{args.streams} x {args.seconds:g} s at speed {args.speed:g}"),
+        ("audio delivered / wall", f"{result['audio_s']} s in {result['wall_s']} s"),
+        (
+            "emulator CPU per audio second",
+            f"{result['emulator_cpu_ms_per_audio_s']} ms "
+            f"(second half: {result['emulator_cpu_ms_per_audio_s_second_half']} ms)",
+        ),
+        ("emulator CPU, share of one core", f"{result['emulator_cpu_share_of_one_core']:.0%}"),
+        ("load generator CPU", f"{result['client_cpu_s']} s in {args.clients} process(es)"),
+        (
+            "stream speed vs pacing: slowest / median",
+            f"{result['slowest_stream_speed_vs_pacing']} / "
+            f"{result['median_stream_speed_vs_pacing']}",
+        ),
+        ("chunk lateness p50 / p99 / max", f"{late['p50']} / {late['p99']} / {late['max']} ms"),
+        ("emulator peak RSS", f"{result['emulator_peak_rss_mb']} MiB"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print("Emulator load (emulator in its own process, clients over 127.0.0.1)")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    for failure in result["failures"]:
+        print(f"  FAILURE {failure}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print("PASS" if result["ok"] else "FAIL")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
