@@ -19,9 +19,12 @@ audio delivered, over the whole run and over its second half (the voice cache
 warm); the slowest stream's speed relative to the pacing (1.0 keeps up);
 lateness of each chunk against the pacing schedule (first chunk
 ``first_chunk_ms`` after the text was sent, then back to back at ``speed``);
-and the emulator's peak RSS. The text is Zipf-distributed over a vocabulary of
-``--vocabulary`` pseudo-words (with capitals and punctuation attached, each a
-distinct sound), as a fleet's answers would be.
+and the emulator's peak RSS. Each stream speaks sentences drawn from a pool of
+``--pool`` (a fleet of bots with scripted answers); the sentences are
+Zipf-distributed over ``--vocabulary`` pseudo-words, with capitals and
+punctuation attached (each spelling a sound of its own). ``--pool 0`` makes
+every sentence new: an open vocabulary, where the voice keeps rendering words
+it has not heard yet.
 
 Prints a table and writes ``benchmarks/results/emulator_load.json``. Exits with
 status 1 if a stream lost audio, words or its ``done``, or got an error; timing
@@ -78,16 +81,24 @@ def vocabulary(size: int) -> list[str]:
     return sorted(words, key=len)
 
 
-def sentences(rng: random.Random, words: list[str], weights: list[float], seconds: float, voice):
-    """Sentences with at least ``seconds`` of audio; each with its expected samples and words."""
+def sentence(rng: random.Random, words: list[str], weights: list[float]) -> str:
+    """One sentence of 6 to 16 words, capitalized, perhaps with a comma."""
+    picked = rng.choices(words, weights, k=rng.randint(6, 16))
+    picked[0] = picked[0].capitalize()
+    if len(picked) > 8:
+        picked[rng.randint(2, len(picked) - 3)] += ","
+    return " ".join(picked) + rng.choice([".", ".", ".", "?", "!"]) + " "
+
+
+def answers(rng: random.Random, pool: list[str], make, seconds: float, voice):
+    """Sentences with at least ``seconds`` of audio; each with its expected samples and words.
+
+    From ``pool`` when it has any (a fleet of bots with scripted answers), else new ones.
+    """
     out: list[tuple[str, int, int]] = []
     total = 0.0
     while total < seconds:
-        picked = rng.choices(words, weights, k=rng.randint(6, 16))
-        picked[0] = picked[0].capitalize()
-        if len(picked) > 8:
-            picked[rng.randint(2, len(picked) - 3)] += ","
-        text = " ".join(picked) + rng.choice([".", ".", ".", "?", "!"]) + " "
+        text = rng.choice(pool) if pool else make()
         samples, count = expected_audio(voice, text)
         out.append((text, samples, count))
         total += samples / RATE
@@ -318,10 +329,11 @@ def start_emulator(pacing: argparse.Namespace) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("the emulator did not start")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system (kernel) CPU time of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -348,10 +360,14 @@ def run(args: argparse.Namespace) -> dict:
     voice = SyntheticVoice()
     words = vocabulary(args.vocabulary)
     weights = [1.0 / (rank + 1) for rank in range(len(words))]
-    texts = [
-        sentences(random.Random(args.seed + i), words, weights, args.seconds, voice)
-        for i in range(args.streams)
-    ]
+    rng = random.Random(args.seed)
+    pool = [sentence(rng, words, weights) for _ in range(args.pool)]
+    texts = []
+    for i in range(args.streams):
+        own = random.Random(args.seed + 1 + i)
+        texts.append(
+            answers(own, pool, lambda r=own: sentence(r, words, weights), args.seconds, voice)
+        )
     proc, port = start_emulator(args)
     ctx = mp.get_context("spawn")
     try:
@@ -374,15 +390,15 @@ def run(args: argparse.Namespace) -> dict:
             workers.append(worker)
         while time.monotonic() < start_at:
             time.sleep(0.01)
-        cpu_start, wall_start = cpu_seconds(proc.pid), time.monotonic()
-        samples = [(wall_start, cpu_start)]
+        wall_start = time.monotonic()
+        samples = [(wall_start, *cpu_seconds(proc.pid))]
         results: list[StreamResult] = []
         client_cpu = 0.0
         pending = list(pipes)
         deadline = wall_start + RUN_TIMEOUT_S
         while pending and time.monotonic() < deadline:
             ready = mp.connection.wait(pending, timeout=CPU_SAMPLE_S)
-            samples.append((time.monotonic(), cpu_seconds(proc.pid)))
+            samples.append((time.monotonic(), *cpu_seconds(proc.pid)))
             for pipe in ready:
                 share_results, cpu = pipe.recv()
                 results += share_results
@@ -392,7 +408,7 @@ def run(args: argparse.Namespace) -> dict:
         for worker in workers:
             worker.join(10)
         rss = peak_rss_mb(proc.pid)
-        idle_cpu = cpu_start - cpu0
+        idle_cpu = sum(samples[0][1:]) - sum(cpu0)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -401,29 +417,32 @@ def run(args: argparse.Namespace) -> dict:
 
 def summarize(args, results, samples, wall_start, wall_end, client_cpu, rss, idle_cpu) -> dict:
     bytes_per_s = RATE * WIDTH
-    cpu = samples[-1][1] - samples[0][1]
-    audio_s = sum(r.audio_bytes for r in results) / bytes_per_s
-    # The second half of the run (by wall time): the voice's cache is warm by then.
-    mid = wall_start + (wall_end - wall_start) / 2
-    mid_cpu = min(samples, key=lambda s: abs(s[0] - mid))
-    late_audio = 0
-    lateness: list[float] = []
-    speeds: list[float] = []
     spb = 1.0 / (bytes_per_s * args.speed)
+    first_chunk_s = args.first_chunk_ms / 1000.0
+    # The second half of the run (by wall time): the voice's cache is warm by then.
+    mid = min(samples, key=lambda s: abs(s[0] - (wall_start + wall_end) / 2))
+    audio = [0, 0]  # bytes delivered in each half
+    lateness: tuple[list[float], list[float]] = ([], [])
+    first: list[float] = []
+    speeds: list[float] = []
     for r in results:
-        for arrival, offset in zip(r.arrivals, r.offsets, strict=True):
-            due = r.sent_at + args.first_chunk_ms / 1000.0 + offset * spb
-            lateness.append(arrival - due)
-        if r.arrivals:
-            late_audio += r.audio_bytes - next(
-                (o for a, o in zip(r.arrivals, r.offsets, strict=True) if a >= mid_cpu[0]),
-                r.audio_bytes,
-            )
-            # Audio seconds per wall second after the first chunk, against the pacing.
-            last_chunk = (r.audio_bytes - r.offsets[-1]) * spb
-            span = r.arrivals[-1] - r.arrivals[0] + last_chunk
-            speeds.append(r.audio_bytes * spb / span if span > 0 else math.inf)
-    late_cpu = samples[-1][1] - mid_cpu[1]
+        ends = [*r.offsets[1:], r.audio_bytes]
+        for arrival, offset, end in zip(r.arrivals, r.offsets, ends, strict=True):
+            half = arrival >= mid[0]
+            lateness[half].append(arrival - (r.sent_at + first_chunk_s + offset * spb))
+            audio[half] += end - offset
+        if not r.arrivals:
+            continue
+        first.append(r.arrivals[0] - r.sent_at)
+        # Audio seconds per wall second after the first chunk, against the pacing.
+        span = r.arrivals[-1] - r.arrivals[0] + (r.audio_bytes - r.offsets[-1]) * spb
+        speeds.append(r.audio_bytes * spb / span if span > 0 else math.inf)
+    user, system = samples[-1][1] - samples[0][1], samples[-1][2] - samples[0][2]
+    cpu = user + system
+    late_cpu = samples[-1][1] + samples[-1][2] - mid[1] - mid[2]
+    audio_s = sum(r.audio_bytes for r in results) / bytes_per_s
+    late_audio_s = audio[1] / bytes_per_s
+    everything = lateness[0] + lateness[1]
     failures = [
         f"stream {i}: " + "; ".join(problems)
         for i, r in enumerate(results)
@@ -457,24 +476,31 @@ def summarize(args, results, samples, wall_start, wall_end, client_cpu, rss, idl
         },
         "client_processes": args.clients,
         "vocabulary": args.vocabulary,
+        "sentence_pool": args.pool,
         "wall_s": round(wall_end - wall_start, 2),
         "audio_s": round(audio_s, 1),
         "emulator_cpu_s": round(cpu, 2),
+        "emulator_cpu_kernel_s": round(system, 2),
         "emulator_cpu_ms_per_audio_s": round(1000 * cpu / audio_s, 2) if audio_s else None,
         "emulator_cpu_ms_per_audio_s_second_half": (
-            round(1000 * late_cpu / (late_audio / bytes_per_s), 2) if late_audio else None
+            round(1000 * late_cpu / late_audio_s, 2) if late_audio_s else None
         ),
         "emulator_cpu_share_of_one_core": round(cpu / (wall_end - wall_start), 3),
         "emulator_idle_cpu_s_while_connecting": round(idle_cpu, 2),
         "client_cpu_s": round(client_cpu, 2),
         "slowest_stream_speed_vs_pacing": round(min(speeds), 3) if speeds else None,
         "median_stream_speed_vs_pacing": round(statistics.median(speeds), 3) if speeds else None,
-        "chunk_lateness_ms": {
-            "p50": round(1000 * percentile(lateness, 0.50), 1),
-            "p99": round(1000 * percentile(lateness, 0.99), 1),
-            "max": round(1000 * max(lateness, default=math.nan), 1),
+        "first_chunk_ms": {
+            "p50": round(1000 * percentile(first, 0.50), 1),
+            "p99": round(1000 * percentile(first, 0.99), 1),
         },
-        "chunks": len(lateness),
+        "chunk_lateness_ms": {
+            "p50": round(1000 * percentile(everything, 0.50), 1),
+            "p99": round(1000 * percentile(everything, 0.99), 1),
+            "max": round(1000 * max(everything, default=math.nan), 1),
+            "p99_second_half": round(1000 * percentile(lateness[1], 0.99), 1),
+        },
+        "chunks": len(everything),
         "emulator_peak_rss_mb": round(rss, 1),
         "failures": failures[:20],
         "ok": not failures,
@@ -491,7 +517,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=0, help="load processes (0: by streams)")
     parser.add_argument("--ramp", type=float, default=1.0, help="seconds over which streams start")
     parser.add_argument(
-        "--vocabulary", type=int, default=3000, help="distinct words (default 3000)"
+        "--vocabulary", type=int, default=2000, help="distinct words (default 2000)"
+    )
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=300,
+        help="distinct sentences the streams pick from (default 300); 0: every sentence new",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="8 streams of 3 s at 6x, for CI")
@@ -517,6 +549,10 @@ def main() -> int:
             f"{result['emulator_cpu_ms_per_audio_s']} ms "
             f"(second half: {result['emulator_cpu_ms_per_audio_s_second_half']} ms)",
         ),
+        (
+            "emulator CPU in the kernel",
+            f"{result['emulator_cpu_kernel_s']} of {result['emulator_cpu_s']} s",
+        ),
         ("emulator CPU, share of one core", f"{result['emulator_cpu_share_of_one_core']:.0%}"),
         ("load generator CPU", f"{result['client_cpu_s']} s in {args.clients} process(es)"),
         (
@@ -524,7 +560,16 @@ def main() -> int:
             f"{result['slowest_stream_speed_vs_pacing']} / "
             f"{result['median_stream_speed_vs_pacing']}",
         ),
-        ("chunk lateness p50 / p99 / max", f"{late['p50']} / {late['p99']} / {late['max']} ms"),
+        (
+            "first chunk after the text p50 / p99",
+            f"{result['first_chunk_ms']['p50']} / {result['first_chunk_ms']['p99']} ms "
+            f"(pacing: {args.first_chunk_ms:g} ms)",
+        ),
+        (
+            "chunk lateness p50 / p99 / max",
+            f"{late['p50']} / {late['p99']} / {late['max']} ms "
+            f"(p99 in the second half: {late['p99_second_half']} ms)",
+        ),
         ("emulator peak RSS", f"{result['emulator_peak_rss_mb']} MiB"),
     ]
     width = max(len(r[0]) for r in rows)

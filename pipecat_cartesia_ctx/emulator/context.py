@@ -339,6 +339,7 @@ class EmulatedContext:
         self._next_free = start + len(data) * seconds_per_byte
         spoken = _Cursor(layout.words)
         words, phonemes = _Cursor(layout.words), _Cursor(layout.phonemes)
+        want_words, want_phonemes = opening.add_timestamps, opening.add_phoneme_timestamps
         for begin, end in _chunk_bounds(len(data), rate, width, pacing):
             if not self._may_send(segment):
                 return
@@ -355,8 +356,11 @@ class EmulatedContext:
             )
             await self._host.send(chunk, self)
             heard = (first_sample + end // width) / rate
-            self.record.spoken.extend(span.text for span in spoken.take(heard))
-            await self._send_timing(segment, words, phonemes, heard)
+            # Most chunks end inside a word: nothing more to record or report.
+            if spoken.ready(heard):
+                self.record.spoken.extend(span.text for span in spoken.take(heard))
+            if (want_words and words.ready(heard)) or (want_phonemes and phonemes.ready(heard)):
+                await self._send_timing(segment, words, phonemes, heard)
         await self._send_timing(segment, words, phonemes, math.inf)
 
     async def _render(
@@ -419,6 +423,10 @@ class _Cursor:
     def __init__(self, spans: list[Span]):
         self._spans = spans
         self._next = 0
+
+    def ready(self, until: float) -> bool:
+        """Whether `take` would hand out a span now."""
+        return self._next < len(self._spans) and self._spans[self._next].end <= until + 1e-9
 
     def take(self, until: float) -> list[Span]:
         """The spans not yet taken that end at or before ``until`` seconds."""

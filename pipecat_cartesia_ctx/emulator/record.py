@@ -149,7 +149,8 @@ class EmulatorRecord:
         self.contexts: OrderedDict[str, ContextRecord] = OrderedDict()
         self.connections: list[ConnectionRecord] = []
         self.rejected_connections: list[tuple[int, str]] = []
-        self._changed = asyncio.Event()
+        # Made when someone waits: the emulator reports a change for every chunk.
+        self._changed: asyncio.Event | None = None
 
     def context(self, context_id: str) -> ContextRecord:
         """The record of one context.
@@ -222,8 +223,9 @@ class EmulatorRecord:
 
     def changed(self) -> None:
         """Wake everyone waiting in `wait_for`."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     async def wait_for(
         self, predicate: Callable[[EmulatorRecord], bool], timeout: float = 5.0
@@ -240,6 +242,8 @@ class EmulatorRecord:
         try:
             async with asyncio.timeout(timeout):
                 while not predicate(self):
+                    if self._changed is None:
+                        self._changed = asyncio.Event()
                     await self._changed.wait()
         except TimeoutError:
             raise CartesiaTimeoutError(

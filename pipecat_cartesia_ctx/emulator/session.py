@@ -33,11 +33,12 @@ from ..protocol import (
     ServerEvent,
     Timestamps,
     api_error,
+    encode_event,
     event_to_wire,
     is_utf8,
     parse_request,
 )
-from ..protocol.wire import dumps, json_object
+from ..protocol.wire import json_object
 from .config import Behavior, InjectedError, Pacing
 from .context import EmulatedContext
 from .record import ConnectionRecord, ContextRecord, InputRecord
@@ -287,23 +288,21 @@ class Session:
             await asyncio.sleep(self._stall_until - self._loop.time())
         if context is not None and context.state.phase is ContextPhase.FAILED:
             return  # its error event was its last (checked after any wait, just before sending)
-        wire = event_to_wire(event, legacy_errors=self._legacy_errors)
         try:
-            await self._ws.send(dumps(wire))
+            await self._ws.send(encode_event(event, legacy_errors=self._legacy_errors))
         except ConnectionClosed:
             self._closing = True
             return
         self._touch()
         if record is not None:
-            self._record_event(event, wire, record)
+            self._record_event(event, record)
         if isinstance(event, Chunk):
             self.record.chunks_sent += 1
         self._emu.record.changed()
         if isinstance(event, Chunk) and context is not None:
             await self._after_chunk(context)
 
-    @staticmethod
-    def _record_event(event: ServerEvent, wire: dict, record: ContextRecord) -> None:
+    def _record_event(self, event: ServerEvent, record: ContextRecord) -> None:
         record.events.append(event.type)
         if record.cancelled:
             record.events_after_cancel.append(event.type)
@@ -317,7 +316,7 @@ class Session:
         elif isinstance(event, Done):
             record.done = True
         elif isinstance(event, Error):
-            record.errors.append(wire)
+            record.errors.append(event_to_wire(event, legacy_errors=self._legacy_errors))
 
     async def _after_chunk(self, context: EmulatedContext) -> None:
         faults, sent = self._emu.faults, self.record.chunks_sent
