@@ -36,6 +36,7 @@ from ..protocol import (
 )
 from ..protocol.text import ends_sentence, period_context, tag_end
 from .config import Behavior, CancelBehavior, Pacing
+from .pacer import Pacer
 from .voice import Layout, Span, SyntheticVoice
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class ContextHost(Protocol):
     pacing: Pacing
     behavior: Behavior
     voice: SyntheticVoice
+    pacer: Pacer
 
     async def send(self, event: ServerEvent, context: EmulatedContext) -> None:
         """Send one event of ``context``."""
@@ -343,9 +345,7 @@ class EmulatedContext:
         for begin, end in _chunk_bounds(len(data), rate, width, pacing):
             if not self._may_send(segment):
                 return
-            delay = start + begin * seconds_per_byte - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await self._host.pacer.until(start + begin * seconds_per_byte)
             if not self._may_send(segment, in_flight=True):
                 return
             chunk = Chunk(

@@ -41,6 +41,7 @@ from ..protocol import (
 from ..protocol.wire import json_object
 from .config import Behavior, InjectedError, Pacing
 from .context import EmulatedContext
+from .pacer import Pacer
 from .record import ConnectionRecord, ContextRecord, InputRecord
 from .voice import SyntheticVoice
 
@@ -101,6 +102,11 @@ class Session:
         """The emulator's voice."""
         return self._emu.voice
 
+    @property
+    def pacer(self) -> Pacer:
+        """The emulator's chunk timer, shared by all its connections."""
+        return self._emu.pacer
+
     async def run(self) -> None:
         """Serve the connection until it closes, then free everything it held."""
         watchdog = self._loop.create_task(self._watch_idle(), name="emulator-idle-watchdog")
@@ -144,7 +150,8 @@ class Session:
             return
         # Cartesia's own "basic" example sends no context_id: the request is then
         # a context of its own, under an id the server picks.
-        obj.setdefault("context_id", f"emu-{uuid.uuid4().hex[:12]}")
+        if "context_id" not in obj:  # not setdefault: a uuid per request costs a syscall
+            obj["context_id"] = f"emu-{uuid.uuid4().hex[:12]}"
         context_id = obj["context_id"]
         if not isinstance(context_id, str) or not is_utf8(context_id):
             context_id = None  # parse_request refuses it; an error must not echo it

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 # About 1,000 words at 48 kHz float32, 10,000 at 24 kHz 16-bit.
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
@@ -42,6 +42,8 @@ class SoundCache:
         self._sounds: OrderedDict[Hashable, bytes] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        # Keys being made now, each with the lock its maker holds.
+        self._making: dict[Hashable, threading.Lock] = {}
 
     def __len__(self) -> int:
         return len(self._sounds)
@@ -61,6 +63,31 @@ class SoundCache:
             self._sounds.move_to_end(key)
             self.hits += 1
             return sound
+
+    def get_or_make(self, key: Hashable, make: Callable[[], bytes]) -> bytes:
+        """The sound stored under ``key``, made with ``make()`` and stored if absent.
+
+        Made once when many threads ask at the same time (200 bots starting
+        with the same greeting): the others wait for it instead of each
+        rendering it again.
+        """
+        sound = self.get(key)
+        if sound is not None:
+            return sound
+        with self._lock:
+            maker = self._making.setdefault(key, threading.Lock())
+        try:
+            with maker:
+                with self._lock:
+                    sound = self._sounds.get(key)
+                if sound is None:
+                    sound = make()
+                    self.put(key, sound)
+                return sound
+        finally:
+            with self._lock:
+                if self._making.get(key) is maker:
+                    del self._making[key]
 
     def put(self, key: Hashable, sound: bytes) -> None:
         """Store ``sound``, dropping the least recently used ones beyond the budget.

@@ -300,12 +300,14 @@ class SyntheticVoice:
             layout.gain,
             encoding,
         )
-        sound = self.cache.get(key)
-        if sound is None and render:
+        if not render:
+            return self.cache.get(key)
+
+        def make() -> bytes:
             samples = self._word_sound(word, n, layout.sample_rate) * layout.gain
-            sound = encode_float(np.asarray(samples, dtype=np.float32), encoding)
-            self.cache.put(key, sound)
-        return sound
+            return encode_float(np.asarray(samples, dtype=np.float32), encoding)
+
+        return self.cache.get_or_make(key, make)
 
     def _samples(self, layout: Layout) -> np.ndarray:
         samples = np.zeros(layout.samples, dtype=np.float32)

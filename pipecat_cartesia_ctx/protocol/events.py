@@ -18,6 +18,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from typing import Any, ClassVar
 
 from .errors import CartesiaAPIError, ProtocolError, api_error
@@ -374,6 +375,8 @@ def encode_chunk(
 def _json_value(value: Any) -> str:
     """One value as `dumps` writes it; finite floats and plain ints without its overhead."""
     kind = type(value)
+    if kind is str:
+        return encode_basestring(value)  # what dumps uses with ensure_ascii=False
     if kind is float and math.isfinite(value):
         return float.__repr__(value)
     if kind is int:
