@@ -15,16 +15,14 @@ legal, exactly as the client does.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import re
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..protocol import (
     DEFAULT_MAX_BUFFER_DELAY_MS,
-    Chunk,
     ContextPhase,
     ContextState,
     Done,
@@ -37,7 +35,8 @@ from ..protocol import (
 from ..protocol.text import ends_sentence, period_context, tag_end
 from .config import Behavior, CancelBehavior, Pacing
 from .pacer import Pacer
-from .voice import Layout, Span, SyntheticVoice
+from .pump import ChunkPump, Piece, SpanCursor, chunk_bounds
+from .voice import Layout, SyntheticVoice
 
 if TYPE_CHECKING:
     from .record import ContextRecord
@@ -68,6 +67,14 @@ class ContextHost(Protocol):
 
     async def send(self, event: ServerEvent, context: EmulatedContext) -> None:
         """Send one event of ``context``."""
+        ...
+
+    def can_send_now(self) -> bool:
+        """Whether a chunk can go out at once from a timer (`send_now`), nothing to wait for."""
+        ...
+
+    def send_now(self, event: ServerEvent, context: EmulatedContext) -> None:
+        """Send one event of ``context`` at once."""
         ...
 
     def release(self, context: EmulatedContext) -> None:
@@ -339,29 +346,54 @@ class EmulatedContext:
         ready = segment.released_at + pacing.first_chunk_ms / 1000.0
         start = max(ready, self._next_free, loop.time())
         self._next_free = start + len(data) * seconds_per_byte
-        spoken = _Cursor(layout.words)
-        words, phonemes = _Cursor(layout.words), _Cursor(layout.phonemes)
-        want_words, want_phonemes = opening.add_timestamps, opening.add_phoneme_timestamps
-        for begin, end in _chunk_bounds(len(data), rate, width, pacing):
-            if not self._may_send(segment):
+        piece = Piece(
+            segment,
+            segment.flush_id,
+            data,
+            chunk_bounds(len(data), rate, width, pacing),
+            start,
+            seconds_per_byte,
+            first_sample,
+            rate,
+            width,
+            spoken=SpanCursor(layout.words),
+            words=SpanCursor(layout.words),
+            phonemes=SpanCursor(layout.phonemes),
+        )
+        # The chunks go out from the pacer's timer while nothing needs waiting;
+        # this loop sends the rest, if any, the same way with a task's waits.
+        await ChunkPump(
+            self,
+            piece,
+            self._host,
+            lambda in_flight: self._may_send(segment, in_flight),
+            self._after_chunk,
+        ).run()
+        for i in range(piece.sent, len(piece.bounds)):
+            if not piece.waiting and not self._may_send(segment):
                 return
-            await self._host.pacer.until(start + begin * seconds_per_byte)
+            await self._host.pacer.until(piece.due(i))
+            piece.waiting = False
             if not self._may_send(segment, in_flight=True):
                 return
-            chunk = Chunk(
-                self.context_id,
-                data[begin:end],
-                segment.flush_id,
-                step_time=round((end - begin) * seconds_per_byte * 1000.0, 3),
-            )
-            await self._host.send(chunk, self)
-            heard = (first_sample + end // width) / rate
-            # Most chunks end inside a word: nothing more to record or report.
-            if spoken.ready(heard):
-                self.record.spoken.extend(span.text for span in spoken.take(heard))
-            if (want_words and words.ready(heard)) or (want_phonemes and phonemes.ready(heard)):
-                await self._send_timing(segment, words, phonemes, heard)
-        await self._send_timing(segment, words, phonemes, math.inf)
+            await self._host.send(piece.chunk(i, self.context_id), self)
+            for event in self._after_chunk(piece, i):
+                await self._host.send(event, self)
+        for event in self._timing(piece, math.inf):
+            await self._host.send(event, self)
+
+    def _after_chunk(self, piece: Piece, i: int) -> Iterable[ServerEvent]:
+        """Note the words heard once chunk ``i`` is sent; the timestamps events now due."""
+        heard = piece.heard(i)
+        # Most chunks end inside a word: nothing more to record or report.
+        if piece.spoken.ready(heard):
+            self.record.spoken.extend(span.text for span in piece.spoken.take(heard))
+        opening = self.state.opening
+        if (opening.add_timestamps and piece.words.ready(heard)) or (
+            opening.add_phoneme_timestamps and piece.phonemes.ready(heard)
+        ):
+            return self._timing(piece, heard)
+        return ()
 
     async def _render(
         self, segment: _Segment, text: str, encoding: str, rate: int
@@ -382,23 +414,23 @@ class EmulatedContext:
         assert data is not None  # rendering on: never None
         return layout, data
 
-    async def _send_timing(
-        self, segment: _Segment, words: _Cursor, phonemes: _Cursor, until: float
-    ) -> None:
-        """Report the words (and phonemes) whose audio has been sent entirely."""
+    def _timing(self, piece: Piece, until: float) -> Iterator[ServerEvent]:
+        """The timestamps events of the words (and phonemes) whose audio is all sent.
+
+        Lazy: each is made only while the context may still send, once the one
+        before it has gone out.
+        """
         wanted = (
-            (self.state.opening.add_timestamps, words, Timestamps),
-            (self.state.opening.add_phoneme_timestamps, phonemes, PhonemeTimestamps),
+            (self.state.opening.add_timestamps, piece.words, Timestamps),
+            (self.state.opening.add_phoneme_timestamps, piece.phonemes, PhonemeTimestamps),
         )
         for asked, cursor, event in wanted:
-            if not self._may_send(segment):
+            if not self._may_send(piece.segment):
                 return
             asked = asked and self._host.behavior.timestamps
             if asked and (spans := cursor.take(until)):
                 texts, starts, ends = zip(*((s.text, s.start, s.end) for s in spans), strict=True)
-                await self._host.send(
-                    event(self.context_id, texts, starts, ends, segment.flush_id), self
-                )
+                yield event(self.context_id, texts, starts, ends, piece.flush_id)
 
 
 def _pieces(text: str) -> list[str]:
@@ -415,33 +447,3 @@ def _pieces(text: str) -> list[str]:
         pieces.append(text[start : match.end()])
         start, words = match.end(), 0
     return [*pieces, text[start:]] if start < len(text) or not pieces else pieces
-
-
-class _Cursor:
-    """Hands out spans in order, each once, as their audio is sent."""
-
-    def __init__(self, spans: list[Span]):
-        self._spans = spans
-        self._next = 0
-
-    def ready(self, until: float) -> bool:
-        """Whether `take` would hand out a span now."""
-        return self._next < len(self._spans) and self._spans[self._next].end <= until + 1e-9
-
-    def take(self, until: float) -> list[Span]:
-        """The spans not yet taken that end at or before ``until`` seconds."""
-        end = self._next
-        while end < len(self._spans) and self._spans[end].end <= until + 1e-9:
-            end += 1
-        taken, self._next = self._spans[self._next : end], end
-        return taken
-
-
-def _chunk_bounds(total: int, rate: int, width: int, pacing: Pacing) -> list[tuple[int, int]]:
-    """Byte ranges of the chunks of ``total`` bytes of audio."""
-    size = max(1, round(pacing.chunk_ms / 1000.0 * rate)) * width
-    cuts = list(range(size, total, size))
-    if pacing.unaligned_chunks and width > 1:
-        # Move every other cut off the sample grid, as the real server may.
-        cuts = [c + 1 if i % 2 == 0 else c for i, c in enumerate(cuts)]
-    return [(a, b) for a, b in itertools.pairwise([0, *cuts, total]) if b > a]
