@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..protocol import (
     DEFAULT_MAX_BUFFER_DELAY_MS,
@@ -32,13 +32,15 @@ from ..protocol import (
     ServerEvent,
     Timestamps,
 )
-from ..protocol.text import ends_sentence, period_context, tag_end
-from .config import Behavior, CancelBehavior, Pacing
-from .pacer import Pacer
+from ..protocol.text import ends_sentence, period_context
+from .config import CancelBehavior
+from .pump import PIECE_WORDS as _PIECE_WORDS  # noqa: F401 (tests read it here)
 from .pump import ChunkPump, Piece, SpanCursor, chunk_bounds
-from .voice import Layout, SyntheticVoice
+from .pump import pieces as _pieces
+from .voice import Layout
 
 if TYPE_CHECKING:
+    from .host import ContextHost
     from .record import ContextRecord
 
 # Text is ready for generation at a sentence end followed by whitespace or by
@@ -49,45 +51,9 @@ if TYPE_CHECKING:
 # and speaks "Dr. " alone. Anything else waits for more text, a flush, a close
 # or the buffer delay.
 _READY = re.compile(r"[.!?](?=\s|$)|\n")
-# A generation longer than this many words is rendered and sent piece by piece.
-_PIECE_WORDS = 120
-_SPACE_OR_TAG = re.compile(r"\s+|<")
 _SPACES = re.compile(r"\s*")
 # Text kept from earlier generations, to judge a period near the start of the buffer.
 _LOOKBACK = 64
-
-
-class ContextHost(Protocol):
-    """What a context needs from the connection it lives on."""
-
-    pacing: Pacing
-    behavior: Behavior
-    voice: SyntheticVoice
-    pacer: Pacer
-
-    async def send(self, event: ServerEvent, context: EmulatedContext) -> None:
-        """Send one event of ``context``."""
-        ...
-
-    def can_send_now(self) -> bool:
-        """Whether a chunk can go out at once from a timer (`send_now`), nothing to wait for."""
-        ...
-
-    def send_now(self, event: ServerEvent, context: EmulatedContext) -> None:
-        """Send one event of ``context`` at once."""
-        ...
-
-    def release(self, context: EmulatedContext) -> None:
-        """The context is done, cancelled or failed: free its concurrency slot."""
-        ...
-
-    def ended(self, context: EmulatedContext) -> None:
-        """The context's output task has ended: nothing more will be sent for it."""
-        ...
-
-    def start_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task:
-        """Run a context's output task; it ends no later than the connection."""
-        ...
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -431,19 +397,3 @@ class EmulatedContext:
             if asked and (spans := cursor.take(until)):
                 texts, starts, ends = zip(*((s.text, s.start, s.end) for s in spans), strict=True)
                 yield event(self.context_id, texts, starts, ends, piece.flush_id)
-
-
-def _pieces(text: str) -> list[str]:
-    """``text`` in pieces of about `_PIECE_WORDS` words, cut at whitespace outside tags."""
-    pieces, start, words, tagged = [], 0, 0, 0  # tagged: the end of the last tag seen
-    for match in _SPACE_OR_TAG.finditer(text):
-        if match.group() == "<":
-            if match.start() >= tagged:
-                tagged = tag_end(text, match.start()) or tagged  # None: a literal "<"
-            continue
-        words += 1
-        if words < _PIECE_WORDS or match.start() < tagged:
-            continue  # too short yet, or inside a tag ("<break time=...", "<spell>A B</spell>")
-        pieces.append(text[start : match.end()])
-        start, words = match.end(), 0
-    return [*pieces, text[start:]] if start < len(text) or not pieces else pieces

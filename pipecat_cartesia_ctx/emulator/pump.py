@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: BSD 2-Clause License
 #
 
-"""How the audio of one rendered piece goes out: its chunks, their times, the words heard.
+"""How a generation's audio goes out: cut into pieces, each piece in chunks, words as heard.
 
 A context's task awaiting a timer and a send for every chunk costs a task
 switch through its whole chain of coroutines each time; at 25 chunks per audio
@@ -18,16 +18,38 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import Chunk, ServerEvent
+from ..protocol.text import tag_end
 from .config import Pacing
 from .voice import Span
 
+# A generation longer than this many words is rendered and sent piece by piece.
+PIECE_WORDS = 120
+_SPACE_OR_TAG = re.compile(r"\s+|<")
+
 if TYPE_CHECKING:
-    from .pacer import Pacer
+    from .host import ContextHost
+
+
+def pieces(text: str) -> list[str]:
+    """``text`` in pieces of about `PIECE_WORDS` words, cut at whitespace outside tags."""
+    out, start, words, tagged = [], 0, 0, 0  # tagged: the end of the last tag seen
+    for match in _SPACE_OR_TAG.finditer(text):
+        if match.group() == "<":
+            if match.start() >= tagged:
+                tagged = tag_end(text, match.start()) or tagged  # None: a literal "<"
+            continue
+        words += 1
+        if words < PIECE_WORDS or match.start() < tagged:
+            continue  # too short yet, or inside a tag ("<break time=...", "<spell>A B</spell>")
+        out.append(text[start : match.end()])
+        start, words = match.end(), 0
+    return [*out, text[start:]] if start < len(text) or not out else out
 
 
 class SpanCursor:
@@ -111,20 +133,6 @@ class Piece:
         return (self.first_sample + self.bounds[i][1] // self.width) / self.rate
 
 
-class PumpHost:
-    """What the pump needs from the connection (`Session` provides it)."""
-
-    pacer: Pacer
-
-    def can_send_now(self) -> bool:
-        """Whether a chunk can be sent at once, nothing to wait for."""
-        ...
-
-    def send_now(self, event: ServerEvent, context: Any) -> None:
-        """Send an event at once."""
-        ...
-
-
 class ChunkPump:
     """Sends a piece's chunks from the pacer's timer until something needs the task.
 
@@ -140,7 +148,7 @@ class ChunkPump:
         self,
         context: Any,
         piece: Piece,
-        host: PumpHost,
+        host: ContextHost,
         may_send: Callable[[bool], bool],
         after_chunk: Callable[[Piece, int], Iterable[ServerEvent]],
     ):

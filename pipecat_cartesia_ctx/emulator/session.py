@@ -26,16 +26,12 @@ from ..protocol import (
     ContextClosedError,
     ContextPhase,
     ContextState,
-    Done,
     Error,
-    FlushDone,
     GenerationRequest,
     InvalidRequestError,
     ServerEvent,
-    Timestamps,
     api_error,
     encode_event,
-    event_to_wire,
     is_utf8,
     parse_request,
 )
@@ -350,26 +346,10 @@ class Session:
     def _sent(self, event: ServerEvent, record: ContextRecord | None) -> None:
         self._touch()
         if record is not None:
-            self._record_event(event, record)
+            record.note_sent(event, legacy_errors=self._legacy_errors)
         if isinstance(event, Chunk):
             self.record.chunks_sent += 1
         self._emu.record.changed()
-
-    def _record_event(self, event: ServerEvent, record: ContextRecord) -> None:
-        record.events.append(event.type)
-        if record.cancelled:
-            record.events_after_cancel.append(event.type)
-        if isinstance(event, Chunk):
-            key = event.flush_id or 0
-            record.audio_bytes[key] = record.audio_bytes.get(key, 0) + len(event.audio)
-        elif isinstance(event, Timestamps):
-            record.words.extend(event.words)
-        elif isinstance(event, FlushDone):
-            record.flush_done_ids.append(event.flush_id)
-        elif isinstance(event, Done):
-            record.done = True
-        elif isinstance(event, Error):
-            record.errors.append(event_to_wire(event, legacy_errors=self._legacy_errors))
 
     async def _after_chunk(self, context: EmulatedContext) -> None:
         faults, sent = self._emu.faults, self.record.chunks_sent
