@@ -332,7 +332,7 @@ class EmulatedContext:
             self,
             piece,
             self._host,
-            lambda in_flight: self._may_send(segment, in_flight),
+            self._may_send,
             self._after_chunk,
         ).run()
         for i in range(piece.sent, len(piece.bounds)):

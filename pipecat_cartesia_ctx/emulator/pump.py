@@ -139,8 +139,8 @@ class ChunkPump:
     Parameters:
         context: The context (an `EmulatedContext`).
         piece: The piece, its ``sent`` count where the pump starts.
-        may_send: ``may_send(in_flight)``: whether the context may still send
-            a chunk of the piece (see `EmulatedContext._may_send`).
+        may_send: ``may_send(segment, in_flight)``: whether the context may
+            still send a chunk of the piece (`EmulatedContext._may_send`).
         after_chunk: The events that follow chunk ``i`` (its timestamps).
     """
 
@@ -149,10 +149,11 @@ class ChunkPump:
         context: Any,
         piece: Piece,
         host: ContextHost,
-        may_send: Callable[[bool], bool],
+        may_send: Callable[[Any, bool], bool],
         after_chunk: Callable[[Piece, int], Iterable[ServerEvent]],
     ):
         self._context = context
+        self._context_id: str = context.context_id
         self._piece = piece
         self._host = host
         self._may_send = may_send
@@ -178,21 +179,21 @@ class ChunkPump:
     def _pump(self) -> None:
         # The same steps, in the same order, as the task's loop in `EmulatedContext`,
         # which takes over (and checks again) wherever this one stops.
-        piece, host, loop = self._piece, self._host, self._loop
-        while piece.sent < len(piece.bounds):
+        piece, host, context, may_send = self._piece, self._host, self._context, self._may_send
+        segment, bounds, time = piece.segment, piece.bounds, self._loop.time
+        while (i := piece.sent) < len(bounds):
             if not piece.waiting:
-                if not self._may_send(False):
+                if not may_send(segment, False):
                     break
                 piece.waiting = True
-            due = piece.due(piece.sent)
-            if due > loop.time():
+            due = piece.start + bounds[i][0] * piece.seconds_per_byte  # piece.due(i)
+            if due > time():
                 host.pacer.call_at(due, self._step)
                 return
-            if not (self._may_send(True) and host.can_send_now()):
+            if not (may_send(segment, True) and host.can_send_now()):
                 break
-            i = piece.sent
-            host.send_now(piece.chunk(i, self._context.context_id), self._context)
+            host.send_now(piece.chunk(i, self._context_id), context)
             piece.sent, piece.waiting = i + 1, False
             for event in self._after_chunk(piece, i):
-                host.send_now(event, self._context)
+                host.send_now(event, context)
         self._done.set_result(None)
