@@ -10,13 +10,11 @@ import pytest
 from helpers import collect, new_context
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from websockets.frames import Frame, Opcode
 
 from pipecat_cartesia_ctx.audio import encode_float
 from pipecat_cartesia_ctx.client import CartesiaConnection
 from pipecat_cartesia_ctx.emulator import Faults, Pacing, SyntheticVoice
 from pipecat_cartesia_ctx.emulator.pacer import Pacer
-from pipecat_cartesia_ctx.emulator.session import text_frame
 from pipecat_cartesia_ctx.emulator.soundcache import SoundCache
 from pipecat_cartesia_ctx.protocol import (
     BYTES_PER_SAMPLE,
@@ -177,13 +175,6 @@ def test_concurrent_misses_of_one_sound_make_it_once():
 def test_the_spliced_chunk_frame_is_the_generic_encoding(context_id, audio, flush_id, step_time):
     chunk = Chunk(context_id, audio, flush_id, step_time)
     assert encode_event(chunk) == dumps(event_to_wire(chunk))
-
-
-@pytest.mark.parametrize("size", [0, 5, 125, 126, 2600, 65535, 65536, 70000])
-def test_the_emulators_text_frames_are_the_bytes_websockets_makes(size):
-    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    expected = Frame(Opcode.TEXT, data).serialize(mask=False, extensions=[])
-    assert text_frame(data) == expected
 
 
 # -- the pacer ------------------------------------------------------------------------
