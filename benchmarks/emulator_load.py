@@ -16,10 +16,12 @@ reported too, since both share this machine's cores.
 
 Reported: the emulator's CPU time (from ``/proc/<pid>/stat``) per second of
 audio delivered, over the whole run and over its second half (the voice cache
-warm); the slowest stream's speed relative to the pacing (1.0 keeps up);
-lateness of each chunk against the pacing schedule (first chunk
-``first_chunk_ms`` after the text was sent, then back to back at ``speed``);
-and the emulator's peak RSS. Each stream speaks sentences drawn from a pool of
+warm); the slowest stream's speed relative to the pacing (1.0 keeps up); the
+time to each stream's first chunk; lateness of each chunk against the pacing
+schedule (first chunk ``first_chunk_ms`` after the text was sent, then back to
+back at ``speed``), and against the stream's own first chunk (a late start
+shifts a whole stream: the second says whether the pace then holds); and the
+emulator's peak RSS. Each stream speaks sentences drawn from a pool of
 ``--pool`` (a fleet of bots with scripted answers); the sentences are
 Zipf-distributed over ``--vocabulary`` pseudo-words, with capitals and
 punctuation attached (each spelling a sound of its own). ``--pool 0`` makes
@@ -424,6 +426,7 @@ def summarize(args, results, samples, wall_start, wall_end, client_cpu, rss, idl
     audio = [0, 0]  # bytes delivered in each half
     lateness: tuple[list[float], list[float]] = ([], [])
     first: list[float] = []
+    jitter: list[float] = []  # lateness against the stream's own first chunk
     speeds: list[float] = []
     for r in results:
         ends = [*r.offsets[1:], r.audio_bytes]
@@ -434,6 +437,7 @@ def summarize(args, results, samples, wall_start, wall_end, client_cpu, rss, idl
         if not r.arrivals:
             continue
         first.append(r.arrivals[0] - r.sent_at)
+        jitter += [a - r.arrivals[0] - o * spb for a, o in zip(r.arrivals, r.offsets, strict=True)]
         # Audio seconds per wall second after the first chunk, against the pacing.
         span = r.arrivals[-1] - r.arrivals[0] + (r.audio_bytes - r.offsets[-1]) * spb
         speeds.append(r.audio_bytes * spb / span if span > 0 else math.inf)
@@ -499,6 +503,7 @@ def summarize(args, results, samples, wall_start, wall_end, client_cpu, rss, idl
             "p99": round(1000 * percentile(everything, 0.99), 1),
             "max": round(1000 * max(everything, default=math.nan), 1),
             "p99_second_half": round(1000 * percentile(lateness[1], 0.99), 1),
+            "p99_after_first_chunk": round(1000 * percentile(jitter, 0.99), 1),
         },
         "chunks": len(everything),
         "emulator_peak_rss_mb": round(rss, 1),
@@ -569,6 +574,10 @@ def main() -> int:
             "chunk lateness p50 / p99 / max",
             f"{late['p50']} / {late['p99']} / {late['max']} ms "
             f"(p99 in the second half: {late['p99_second_half']} ms)",
+        ),
+        (
+            "chunk lateness p99 after each stream's first chunk",
+            f"{late['p99_after_first_chunk']} ms",
         ),
         ("emulator peak RSS", f"{result['emulator_peak_rss_mb']} MiB"),
     ]
