@@ -14,7 +14,7 @@ and notes when each chunk arrives without decoding the audio, so the load
 generator costs far less than the emulator's own work; its CPU is measured and
 reported too, since both share this machine's cores.
 
-Reported: the emulator's CPU time (from ``/proc/<pid>/stat``) per second of
+Reported: the emulator's CPU time (``/proc/<pid>/schedstat``) per second of
 audio delivered, over the whole run and over its second half (the voice cache
 warm); the slowest stream's speed relative to the pacing (1.0 keeps up); the
 time to each stream's first chunk; lateness of each chunk against the pacing
@@ -36,8 +36,6 @@ is reported, never judged (the load generator shares the machine).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
 import json
 import math
 import multiprocessing as mp
@@ -48,18 +46,12 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from load_client import ENCODING, RATE, RUN_TIMEOUT_S, WIDTH, StreamResult, client_process
+
 ROOT = Path(__file__).resolve().parent.parent
-VOICE_ID = "a0e99841-438c-4a64-b679-ae501e7d6091"
-RATE = 24000
-ENCODING = "pcm_s16le"
-WIDTH = 2
-RUN_TIMEOUT_S = 600.0
 CPU_SAMPLE_S = 0.25
-_CHUNK_PREFIX = b'{"type":"chunk",'
-_DATA_KEY = b'"data":"'
 
 
 # -- text ---------------------------------------------------------------------
@@ -116,191 +108,15 @@ def expected_audio(voice, text: str) -> tuple[int, int]:
     return round(t * RATE), count
 
 
-# -- one stream: a minimal WebSocket client --------------------------------------
-
-
-@dataclass
-class StreamResult:
-    """What one stream received."""
-
-    sent_at: float = 0.0
-    expected_bytes: int = 0
-    expected_words: int = 0
-    audio_bytes: int = 0
-    words: int = 0
-    done: bool = False
-    errors: list[str] = field(default_factory=list)
-    arrivals: list[float] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)  # audio bytes before each chunk
-
-
-class Stream(asyncio.Protocol):
-    """One connection, one context; counts audio without decoding it."""
-
-    def __init__(self, host: str, port: int):
-        self.result = StreamResult()
-        self.upgraded = asyncio.get_running_loop().create_future()
-        self.finished = asyncio.get_running_loop().create_future()
-        self._host = f"{host}:{port}"
-        self._buf = bytearray()
-        self._open = False
-        self._transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport):
-        self._transport = transport
-        key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(
-            (
-                f"GET /tts/websocket HTTP/1.1\r\nHost: {self._host}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\nX-API-Key: bench\r\n"
-                "Cartesia-Version: 2026-03-01\r\n\r\n"
-            ).encode()
-        )
-
-    def connection_lost(self, exc):
-        if not self.finished.done():
-            self.result.errors.append(f"connection lost: {exc}")
-            self.finished.set_result(None)
-        if not self.upgraded.done():
-            self.upgraded.set_exception(ConnectionError("closed during the handshake"))
-
-    def send_json(self, obj: dict) -> None:
-        payload = json.dumps(obj).encode()
-        mask = os.urandom(4)
-        n = len(payload)
-        header = bytes([0x81])
-        if n < 126:
-            header += bytes([0x80 | n])
-        elif n < 65536:
-            header += bytes([0xFE]) + n.to_bytes(2, "big")
-        else:
-            header += bytes([0xFF]) + n.to_bytes(8, "big")
-        keys = (mask * (n // 4 + 1))[:n]
-        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(keys, "big")).to_bytes(n, "big")
-        assert self._transport is not None
-        self._transport.write(header + mask + masked)
-
-    def data_received(self, data: bytes):
-        self._buf += data
-        if not self._open:
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            status = bytes(self._buf[:end]).split(b"\r\n", 1)[0]
-            del self._buf[: end + 4]
-            if b" 101 " not in status:
-                self.upgraded.set_exception(ConnectionError(status.decode(errors="replace")))
-                return
-            self._open = True
-            self.upgraded.set_result(None)
-        buf, pos, now = self._buf, 0, time.monotonic()
-        while len(buf) - pos >= 2:
-            length, head = buf[pos + 1] & 0x7F, 2
-            if length == 126:
-                if len(buf) - pos < 4:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if len(buf) - pos < 10:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
-            if len(buf) - pos < head + length:
-                break
-            opcode = buf[pos] & 0x0F
-            payload = bytes(buf[pos + head : pos + head + length])
-            pos += head + length
-            if opcode == 1:
-                self._message(payload, now)
-            elif opcode == 8 and not self.finished.done():
-                self.result.errors.append("closed by the server")
-                self.finished.set_result(None)
-        del buf[:pos]
-
-    def _message(self, payload: bytes, now: float) -> None:
-        result = self.result
-        if payload.startswith(_CHUNK_PREFIX):
-            start = payload.find(_DATA_KEY) + len(_DATA_KEY)
-            end = payload.index(b'"', start)
-            size = (end - start) // 4 * 3 - payload.count(b"=", end - 2, end)
-            result.offsets.append(result.audio_bytes)
-            result.arrivals.append(now)
-            result.audio_bytes += size
-            return
-        msg = json.loads(payload)
-        kind = msg.get("type")
-        if kind == "timestamps":
-            result.words += len(msg["word_timestamps"]["words"])
-        elif kind == "error":
-            result.errors.append(f"error event: {msg.get('message')}")
-            self._finish()
-        elif kind == "done":
-            result.done = True
-            self._finish()
-
-    def _finish(self) -> None:
-        if not self.finished.done():
-            self.finished.set_result(None)
-        assert self._transport is not None
-        self._transport.close()
-
-
-async def run_streams(
-    port: int, texts: list[list[tuple[str, int, int]]], start_at: float, ramp_s: float
-) -> list[StreamResult]:
-    """Connect every stream, then start stream ``i`` at ``start_at + i * ramp / n``."""
-    loop = asyncio.get_running_loop()
-    streams: list[Stream] = []
-    for _ in texts:
-        _, stream = await loop.create_connection(
-            lambda: Stream("127.0.0.1", port), "127.0.0.1", port
-        )
-        await stream.upgraded
-        streams.append(stream)
-
-    async def one(i: int, stream: Stream, parts: list[tuple[str, int, int]]):
-        await asyncio.sleep(max(0.0, start_at + i * ramp_s / len(texts) - time.monotonic()))
-        base = {
-            "context_id": f"load-{i}",
-            "model_id": "sonic-3",
-            "voice": {"mode": "id", "id": VOICE_ID},
-            "output_format": {"container": "raw", "encoding": ENCODING, "sample_rate": RATE},
-            "language": "en",
-            "add_timestamps": True,
-            "max_buffer_delay_ms": 0,
-        }
-        stream.result.sent_at = time.monotonic()
-        for text, samples, words in parts:
-            stream.send_json({**base, "transcript": text, "continue": True})
-            stream.result.expected_bytes += samples * WIDTH
-            stream.result.expected_words += words
-        stream.send_json({**base, "transcript": "", "continue": False})
-        await stream.finished
-
-    await asyncio.gather(
-        *(one(i, s, t) for i, (s, t) in enumerate(zip(streams, texts, strict=True)))
-    )
-    return [s.result for s in streams]
-
-
-def client_process(conn, port: int, texts, start_at: float, ramp_s: float) -> None:
-    """A load-generator process: runs its streams, sends back results and its CPU time."""
-    results = asyncio.run(
-        asyncio.wait_for(run_streams(port, texts, start_at, ramp_s), RUN_TIMEOUT_S)
-    )
-    usage = os.times()
-    conn.send((results, usage.user + usage.system))
-    conn.close()
-
-
 # -- the emulator process --------------------------------------------------------
 
 
 def start_emulator(pacing: argparse.Namespace) -> tuple[subprocess.Popen, int]:
     """The emulator in its own process."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
+    server = (
+        [str(ROOT / "benchmarks" / "floor_server.py")]
+        if pacing.floor
+        else [
             "-m",
             "pipecat_cartesia_ctx.emulator",
             "--port",
@@ -309,6 +125,12 @@ def start_emulator(pacing: argparse.Namespace) -> tuple[subprocess.Popen, int]:
             "WARNING",
             "--idle-timeout",
             "0",
+        ]
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            *server,
             "--first-chunk-ms",
             str(pacing.first_chunk_ms),
             "--speed",
@@ -331,11 +153,17 @@ def start_emulator(pacing: argparse.Namespace) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("the emulator did not start")
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """User and system (kernel) CPU time of a process so far."""
+def cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """A process's CPU time so far: on the CPU (exact), and the user and kernel shares.
+
+    ``/proc/<pid>/schedstat`` counts nanoseconds on the CPU; ``stat``'s user and
+    system times are sampled at each clock tick, too coarse for a process that
+    runs in short bursts, but their ratio tells how much was the kernel's.
+    """
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    on_cpu = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
     tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    return on_cpu, int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -410,7 +238,7 @@ def run(args: argparse.Namespace) -> dict:
         for worker in workers:
             worker.join(10)
         rss = peak_rss_mb(proc.pid)
-        idle_cpu = sum(samples[0][1:]) - sum(cpu0)
+        idle_cpu = samples[0][1] - cpu0[0]
     finally:
         proc.terminate()
         proc.wait(10)
@@ -429,7 +257,7 @@ def summarize(args, results, samples, wall_start, wall_end, client_cpu, rss, idl
     jitter: list[float] = []  # lateness against the stream's own first chunk
     speeds: list[float] = []
     for r in results:
-        ends = [*r.offsets[1:], r.audio_bytes]
+        ends = [*r.offsets[1:], r.audio_bytes][: len(r.offsets)]
         for arrival, offset, end in zip(r.arrivals, r.offsets, ends, strict=True):
             half = arrival >= mid[0]
             lateness[half].append(arrival - (r.sent_at + first_chunk_s + offset * spb))
@@ -441,9 +269,10 @@ def summarize(args, results, samples, wall_start, wall_end, client_cpu, rss, idl
         # Audio seconds per wall second after the first chunk, against the pacing.
         span = r.arrivals[-1] - r.arrivals[0] + (r.audio_bytes - r.offsets[-1]) * spb
         speeds.append(r.audio_bytes * spb / span if span > 0 else math.inf)
-    user, system = samples[-1][1] - samples[0][1], samples[-1][2] - samples[0][2]
-    cpu = user + system
-    late_cpu = samples[-1][1] + samples[-1][2] - mid[1] - mid[2]
+    cpu = samples[-1][1] - samples[0][1]
+    user, system = samples[-1][2] - samples[0][2], samples[-1][3] - samples[0][3]
+    system = cpu * system / (user + system) if user + system else 0.0
+    late_cpu = samples[-1][1] - mid[1]
     audio_s = sum(r.audio_bytes for r in results) / bytes_per_s
     late_audio_s = audio[1] / bytes_per_s
     everything = lateness[0] + lateness[1]
@@ -478,6 +307,7 @@ def summarize(args, results, samples, wall_start, wall_end, client_cpu, rss, idl
             "chunk_ms": args.chunk_ms,
             "format": f"{ENCODING} {RATE} Hz",
         },
+        "server": "floor_server.py" if args.floor else "emulator",
         "client_processes": args.clients,
         "vocabulary": args.vocabulary,
         "sentence_pool": args.pool,
@@ -533,6 +363,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="8 streams of 3 s at 6x, for CI")
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="serve with benchmarks/floor_server.py instead: the same frames, nothing else",
+    )
+    parser.add_argument(
         "--output", type=Path, default=ROOT / "benchmarks/results/emulator_load.json"
     )
     args = parser.parse_args()
@@ -550,15 +385,15 @@ def main() -> int:
         ("streams x audio each", f"{args.streams} x {args.seconds:g} s at speed {args.speed:g}"),
         ("audio delivered / wall", f"{result['audio_s']} s in {result['wall_s']} s"),
         (
-            "emulator CPU per audio second",
+            "server CPU per audio second",
             f"{result['emulator_cpu_ms_per_audio_s']} ms "
             f"(second half: {result['emulator_cpu_ms_per_audio_s_second_half']} ms)",
         ),
         (
-            "emulator CPU in the kernel",
+            "server CPU in the kernel",
             f"{result['emulator_cpu_kernel_s']} of {result['emulator_cpu_s']} s",
         ),
-        ("emulator CPU, share of one core", f"{result['emulator_cpu_share_of_one_core']:.0%}"),
+        ("server CPU, share of one core", f"{result['emulator_cpu_share_of_one_core']:.0%}"),
         ("load generator CPU", f"{result['client_cpu_s']} s in {args.clients} process(es)"),
         (
             "stream speed vs pacing: slowest / median",
@@ -579,10 +414,11 @@ def main() -> int:
             "chunk lateness p99 after each stream's first chunk",
             f"{late['p99_after_first_chunk']} ms",
         ),
-        ("emulator peak RSS", f"{result['emulator_peak_rss_mb']} MiB"),
+        ("server peak RSS", f"{result['emulator_peak_rss_mb']} MiB"),
     ]
     width = max(len(r[0]) for r in rows)
-    print("Emulator load (emulator in its own process, clients over 127.0.0.1)")
+    server = "floor server (frames only)" if args.floor else "emulator"
+    print(f"Load on the {server} in its own process, clients over 127.0.0.1")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
     for failure in result["failures"]:
