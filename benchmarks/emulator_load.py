@@ -14,7 +14,7 @@ and notes when each chunk arrives without decoding the audio, so the load
 generator costs far less than the emulator's own work; its CPU is measured and
 reported too, since both share this machine's cores.
 
-Reported: the emulator's CPU time (``/proc/<pid>/schedstat``) per second of
+Reported: the emulator's CPU time (its threads' ``schedstat``) per second of
 audio delivered, over the whole run and over its second half (the voice cache
 warm); the slowest stream's speed relative to the pacing (1.0 keeps up); the
 time to each stream's first chunk; lateness of each chunk against the pacing
@@ -36,6 +36,7 @@ is reported, never judged (the load generator shares the machine).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import multiprocessing as mp
@@ -156,12 +157,17 @@ def start_emulator(pacing: argparse.Namespace) -> tuple[subprocess.Popen, int]:
 def cpu_seconds(pid: int) -> tuple[float, float, float]:
     """A process's CPU time so far: on the CPU (exact), and the user and kernel shares.
 
-    ``/proc/<pid>/schedstat`` counts nanoseconds on the CPU; ``stat``'s user and
-    system times are sampled at each clock tick, too coarse for a process that
-    runs in short bursts, but their ratio tells how much was the kernel's.
+    Each thread's ``/proc/<pid>/task/<tid>/schedstat`` counts nanoseconds on the
+    CPU (the emulator renders new words in worker threads, which live as long
+    as it does); ``stat``'s user and system times are sampled at each clock
+    tick, coarse for a process that runs in short bursts, but their ratio tells
+    how much was the kernel's.
     """
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    on_cpu = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    on_cpu = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread just ended
+            on_cpu += int((task / "schedstat").read_text().split()[0]) / 1e9
     tick = os.sysconf("SC_CLK_TCK")
     return on_cpu, int(fields[11]) / tick, int(fields[12]) / tick
 

@@ -330,8 +330,8 @@ class Session:
         """Whether a message can be written without waiting: open, and the client reading.
 
         ``ws.send`` costs an async context manager and a drain check per
-        message, a third of the emulator's work per chunk; `_write` does what
-        it does on this common path. Anything else (the socket closing, the
+        message, and can only be awaited, not called from the pacer's timer;
+        `_write` does what it does on this common path. Anything else (the socket closing, the
         client not reading so the transport is paused) goes through
         ``ws.send``, which waits and reports it.
         """
