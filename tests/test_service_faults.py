@@ -371,6 +371,9 @@ async def test_a_429_that_persists_gives_up_with_one_non_fatal_error(make_emulat
             await pipeline.up.wait_for(
                 lambda frames: any(isinstance(f, ErrorFrame) for f in frames)
             )
+            # The failed turn's TTSStoppedFrame may follow its ErrorFrame: wait for it, or
+            # play_turn below would take it for the next turn's.
+            await pipeline.down.wait_for(lambda frames: stopped(frames) == 1)
             refused = [
                 c
                 for c in emu.record.contexts.values()

@@ -142,6 +142,16 @@ class Faults:
     stall_ms: float = 500.0
     refuse_transcripts_containing: str | None = None
 
+    def armed_after_chunks(self) -> bool:
+        """Whether a fault that fires after a number of chunks is armed."""
+        return not (
+            self.drop_after_chunks is None
+            and self.close_after_chunks is None
+            and self.error_after_chunks is None
+            and self.malformed_after_chunks is None
+            and self.stall_after_chunks is None
+        )
+
     def take(self, name: str, chunks: int) -> bool:
         """Fire fault ``name`` if it is armed for ``chunks`` chunks, disarming it.
 

@@ -15,17 +15,14 @@ legal, exactly as the client does.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import re
-from collections.abc import Coroutine, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from ..audio import encode_float
 from ..protocol import (
     DEFAULT_MAX_BUFFER_DELAY_MS,
-    Chunk,
     ContextPhase,
     ContextState,
     Done,
@@ -35,11 +32,15 @@ from ..protocol import (
     ServerEvent,
     Timestamps,
 )
-from ..protocol.text import ends_sentence, period_context, tag_end
-from .config import Behavior, CancelBehavior, Pacing
-from .voice import Span, Speech, SyntheticVoice
+from ..protocol.text import ends_sentence, period_context
+from .config import CancelBehavior
+from .pump import PIECE_WORDS as _PIECE_WORDS  # noqa: F401 (tests read it here)
+from .pump import ChunkPump, Piece, SpanCursor, chunk_bounds
+from .pump import pieces as _pieces
+from .voice import Layout
 
 if TYPE_CHECKING:
+    from .host import ContextHost
     from .record import ContextRecord
 
 # Text is ready for generation at a sentence end followed by whitespace or by
@@ -50,36 +51,9 @@ if TYPE_CHECKING:
 # and speaks "Dr. " alone. Anything else waits for more text, a flush, a close
 # or the buffer delay.
 _READY = re.compile(r"[.!?](?=\s|$)|\n")
-# A generation longer than this many words is rendered and sent piece by piece.
-_PIECE_WORDS = 120
-_SPACE_OR_TAG = re.compile(r"\s+|<")
 _SPACES = re.compile(r"\s*")
 # Text kept from earlier generations, to judge a period near the start of the buffer.
 _LOOKBACK = 64
-
-
-class ContextHost(Protocol):
-    """What a context needs from the connection it lives on."""
-
-    pacing: Pacing
-    behavior: Behavior
-    voice: SyntheticVoice
-
-    async def send(self, event: ServerEvent, context: EmulatedContext) -> None:
-        """Send one event of ``context``."""
-        ...
-
-    def release(self, context: EmulatedContext) -> None:
-        """The context is done, cancelled or failed: free its concurrency slot."""
-        ...
-
-    def ended(self, context: EmulatedContext) -> None:
-        """The context's output task has ended: nothing more will be sent for it."""
-        ...
-
-    def start_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task:
-        """Run a context's output task; it ends no later than the connection."""
-        ...
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -330,107 +304,96 @@ class EmulatedContext:
         rate = opening.output_format.sample_rate
         width = opening.output_format.bytes_per_sample
         first_sample = self._offset_samples
-        # Rendering takes ~8 ms per audio second at 24 kHz; in a thread it does not
-        # hold up other contexts' chunks or the reading of cancels.
-        speech, data = await asyncio.to_thread(
-            self._render, segment, text, opening.output_format.encoding, rate, first_sample
-        )
-        self._offset_samples += len(speech.samples)
+        layout, data = await self._render(segment, text, opening.output_format.encoding, rate)
+        self._offset_samples += layout.samples
         seconds_per_byte = 0.0 if math.isinf(pacing.speed) else 1.0 / (rate * width * pacing.speed)
         # Audio cannot go out before it is rendered: a slow render delays the start, it
         # never compresses the pacing into a burst.
         ready = segment.released_at + pacing.first_chunk_ms / 1000.0
         start = max(ready, self._next_free, loop.time())
         self._next_free = start + len(data) * seconds_per_byte
-        spoken = _Cursor(speech.words)
-        words, phonemes = _Cursor(speech.words), _Cursor(speech.phonemes)
-        for begin, end in _chunk_bounds(len(data), rate, width, pacing):
-            if not self._may_send(segment):
+        piece = Piece(
+            segment,
+            segment.flush_id,
+            data,
+            chunk_bounds(len(data), rate, width, pacing),
+            start,
+            seconds_per_byte,
+            first_sample,
+            rate,
+            width,
+            spoken=SpanCursor(layout.words),
+            words=SpanCursor(layout.words),
+            phonemes=SpanCursor(layout.phonemes),
+        )
+        # The chunks go out from the pacer's timer while nothing needs waiting;
+        # this loop sends the rest, if any, the same way with a task's waits.
+        await ChunkPump(
+            self,
+            piece,
+            self._host,
+            self._may_send,
+            self._after_chunk,
+        ).run()
+        for i in range(piece.sent, len(piece.bounds)):
+            if not piece.waiting and not self._may_send(segment):
                 return
-            delay = start + begin * seconds_per_byte - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await self._host.pacer.until(piece.due(i))
+            piece.waiting = False
             if not self._may_send(segment, in_flight=True):
                 return
-            chunk = Chunk(
-                self.context_id,
-                data[begin:end],
-                segment.flush_id,
-                step_time=round((end - begin) * seconds_per_byte * 1000.0, 3),
-            )
-            await self._host.send(chunk, self)
-            heard = (first_sample + end // width) / rate
-            self.record.spoken.extend(span.text for span in spoken.take(heard))
-            await self._send_timing(segment, words, phonemes, heard)
-        await self._send_timing(segment, words, phonemes, math.inf)
+            await self._host.send(piece.chunk(i, self.context_id), self)
+            for event in self._after_chunk(piece, i):
+                await self._host.send(event, self)
+        for event in self._timing(piece, math.inf):
+            await self._host.send(event, self)
 
-    def _render(
-        self, segment: _Segment, text: str, encoding: str, rate: int, offset_samples: int
-    ) -> tuple[Speech, bytes]:
-        speech = self._host.voice.synthesize(
+    def _after_chunk(self, piece: Piece, i: int) -> Iterable[ServerEvent]:
+        """Note the words heard once chunk ``i`` is sent; the timestamps events now due."""
+        heard = piece.heard(i)
+        # Most chunks end inside a word: nothing more to record or report.
+        if piece.spoken.ready(heard):
+            self.record.spoken.extend(span.text for span in piece.spoken.take(heard))
+        opening = self.state.opening
+        if (opening.add_timestamps and piece.words.ready(heard)) or (
+            opening.add_phoneme_timestamps and piece.phonemes.ready(heard)
+        ):
+            return self._timing(piece, heard)
+        return ()
+
+    async def _render(
+        self, segment: _Segment, text: str, encoding: str, rate: int
+    ) -> tuple[Layout, bytes]:
+        voice = self._host.voice
+        layout = voice.layout(
             text,
             rate,
-            offset_samples=offset_samples,
+            offset_samples=self._offset_samples,
             generation_config=segment.generation_config,
         )
-        return speech, encode_float(speech.samples, encoding)
+        # Words heard before come from the voice's cache at once; rendering a new
+        # one takes ~3 ms per audio second, so a piece with any goes to a thread,
+        # where it does not hold up other contexts' chunks or the reading of cancels.
+        data = voice.encode(layout, encoding, render=False)
+        if data is None:
+            data = await asyncio.to_thread(voice.encode, layout, encoding)
+        assert data is not None  # rendering on: never None
+        return layout, data
 
-    async def _send_timing(
-        self, segment: _Segment, words: _Cursor, phonemes: _Cursor, until: float
-    ) -> None:
-        """Report the words (and phonemes) whose audio has been sent entirely."""
+    def _timing(self, piece: Piece, until: float) -> Iterator[ServerEvent]:
+        """The timestamps events of the words (and phonemes) whose audio is all sent.
+
+        Lazy: each is made only while the context may still send, once the one
+        before it has gone out.
+        """
         wanted = (
-            (self.state.opening.add_timestamps, words, Timestamps),
-            (self.state.opening.add_phoneme_timestamps, phonemes, PhonemeTimestamps),
+            (self.state.opening.add_timestamps, piece.words, Timestamps),
+            (self.state.opening.add_phoneme_timestamps, piece.phonemes, PhonemeTimestamps),
         )
         for asked, cursor, event in wanted:
-            if not self._may_send(segment):
+            if not self._may_send(piece.segment):
                 return
             asked = asked and self._host.behavior.timestamps
             if asked and (spans := cursor.take(until)):
                 texts, starts, ends = zip(*((s.text, s.start, s.end) for s in spans), strict=True)
-                await self._host.send(
-                    event(self.context_id, texts, starts, ends, segment.flush_id), self
-                )
-
-
-def _pieces(text: str) -> list[str]:
-    """``text`` in pieces of about `_PIECE_WORDS` words, cut at whitespace outside tags."""
-    pieces, start, words, tagged = [], 0, 0, 0  # tagged: the end of the last tag seen
-    for match in _SPACE_OR_TAG.finditer(text):
-        if match.group() == "<":
-            if match.start() >= tagged:
-                tagged = tag_end(text, match.start()) or tagged  # None: a literal "<"
-            continue
-        words += 1
-        if words < _PIECE_WORDS or match.start() < tagged:
-            continue  # too short yet, or inside a tag ("<break time=...", "<spell>A B</spell>")
-        pieces.append(text[start : match.end()])
-        start, words = match.end(), 0
-    return [*pieces, text[start:]] if start < len(text) or not pieces else pieces
-
-
-class _Cursor:
-    """Hands out spans in order, each once, as their audio is sent."""
-
-    def __init__(self, spans: list[Span]):
-        self._spans = spans
-        self._next = 0
-
-    def take(self, until: float) -> list[Span]:
-        """The spans not yet taken that end at or before ``until`` seconds."""
-        end = self._next
-        while end < len(self._spans) and self._spans[end].end <= until + 1e-9:
-            end += 1
-        taken, self._next = self._spans[self._next : end], end
-        return taken
-
-
-def _chunk_bounds(total: int, rate: int, width: int, pacing: Pacing) -> list[tuple[int, int]]:
-    """Byte ranges of the chunks of ``total`` bytes of audio."""
-    size = max(1, round(pacing.chunk_ms / 1000.0 * rate)) * width
-    cuts = list(range(size, total, size))
-    if pacing.unaligned_chunks and width > 1:
-        # Move every other cut off the sample grid, as the real server may.
-        cuts = [c + 1 if i % 2 == 0 else c for i, c in enumerate(cuts)]
-    return [(a, b) for a, b in itertools.pairwise([0, *cuts, total]) if b > a]
+                yield event(self.context_id, texts, starts, ends, piece.flush_id)

@@ -14,7 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..protocol import CartesiaTimeoutError
+from ..protocol import (
+    CartesiaTimeoutError,
+    Chunk,
+    Done,
+    Error,
+    FlushDone,
+    ServerEvent,
+    Timestamps,
+    event_to_wire,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,29 @@ class ContextRecord:
     errors: list[dict[str, Any]] = field(default_factory=list)
     events_after_cancel: list[str] = field(default_factory=list)
     outcome: Literal["done", "cancelled", "failed"] | None = None
+
+    def note_sent(self, event: ServerEvent, *, legacy_errors: bool = False) -> None:
+        """Record one event sent for the context.
+
+        Args:
+            event: The event.
+            legacy_errors: The connection sends errors in the shape of versions
+                before 2026-03-01 (an error is kept as its wire object).
+        """
+        self.events.append(event.type)
+        if self.cancelled:
+            self.events_after_cancel.append(event.type)
+        if isinstance(event, Chunk):
+            key = event.flush_id or 0
+            self.audio_bytes[key] = self.audio_bytes.get(key, 0) + len(event.audio)
+        elif isinstance(event, Timestamps):
+            self.words.extend(event.words)
+        elif isinstance(event, FlushDone):
+            self.flush_done_ids.append(event.flush_id)
+        elif isinstance(event, Done):
+            self.done = True
+        elif isinstance(event, Error):
+            self.errors.append(event_to_wire(event, legacy_errors=legacy_errors))
 
     @property
     def transcript(self) -> str:
@@ -149,7 +181,8 @@ class EmulatorRecord:
         self.contexts: OrderedDict[str, ContextRecord] = OrderedDict()
         self.connections: list[ConnectionRecord] = []
         self.rejected_connections: list[tuple[int, str]] = []
-        self._changed = asyncio.Event()
+        # Made when someone waits: the emulator reports a change for every chunk.
+        self._changed: asyncio.Event | None = None
 
     def context(self, context_id: str) -> ContextRecord:
         """The record of one context.
@@ -222,8 +255,9 @@ class EmulatorRecord:
 
     def changed(self) -> None:
         """Wake everyone waiting in `wait_for`."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     async def wait_for(
         self, predicate: Callable[[EmulatorRecord], bool], timeout: float = 5.0
@@ -240,6 +274,8 @@ class EmulatorRecord:
         try:
             async with asyncio.timeout(timeout):
                 while not predicate(self):
+                    if self._changed is None:
+                        self._changed = asyncio.Event()
                     await self._changed.wait()
         except TimeoutError:
             raise CartesiaTimeoutError(

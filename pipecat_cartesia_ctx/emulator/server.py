@@ -32,6 +32,7 @@ from ..protocol import (
 )
 from ..redact import RedactingLoggerAdapter, redact
 from .config import Behavior, Faults, Pacing
+from .pacer import Pacer
 from .record import ConnectionRecord, EmulatorRecord
 from .session import Session
 from .voice import SyntheticVoice
@@ -101,6 +102,7 @@ class CartesiaEmulator:
         self.behavior = behavior or Behavior()
         self.faults = faults or Faults()
         self.voice = voice or SyntheticVoice()
+        self.pacer = Pacer()
         self.max_concurrent_contexts = max_concurrent_contexts
         if max_connections is None and max_concurrent_contexts is not None:
             max_connections = 10 * max_concurrent_contexts

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from ..protocol import (
     CancelRequest,
@@ -25,21 +26,19 @@ from ..protocol import (
     ContextClosedError,
     ContextPhase,
     ContextState,
-    Done,
     Error,
-    FlushDone,
     GenerationRequest,
     InvalidRequestError,
     ServerEvent,
-    Timestamps,
     api_error,
-    event_to_wire,
+    encode_event,
     is_utf8,
     parse_request,
 )
-from ..protocol.wire import dumps, json_object
+from ..protocol.wire import json_object
 from .config import Behavior, InjectedError, Pacing
 from .context import EmulatedContext
+from .pacer import Pacer
 from .record import ConnectionRecord, ContextRecord, InputRecord
 from .voice import SyntheticVoice
 
@@ -100,6 +99,11 @@ class Session:
         """The emulator's voice."""
         return self._emu.voice
 
+    @property
+    def pacer(self) -> Pacer:
+        """The emulator's chunk timer, shared by all its connections."""
+        return self._emu.pacer
+
     async def run(self) -> None:
         """Serve the connection until it closes, then free everything it held."""
         watchdog = self._loop.create_task(self._watch_idle(), name="emulator-idle-watchdog")
@@ -143,7 +147,8 @@ class Session:
             return
         # Cartesia's own "basic" example sends no context_id: the request is then
         # a context of its own, under an id the server picks.
-        obj.setdefault("context_id", f"emu-{uuid.uuid4().hex[:12]}")
+        if "context_id" not in obj:  # not setdefault: a uuid per request costs a syscall
+            obj["context_id"] = f"emu-{uuid.uuid4().hex[:12]}"
         context_id = obj["context_id"]
         if not isinstance(context_id, str) or not is_utf8(context_id):
             context_id = None  # parse_request refuses it; an error must not echo it
@@ -287,40 +292,69 @@ class Session:
             await asyncio.sleep(self._stall_until - self._loop.time())
         if context is not None and context.state.phase is ContextPhase.FAILED:
             return  # its error event was its last (checked after any wait, just before sending)
-        wire = event_to_wire(event, legacy_errors=self._legacy_errors)
-        try:
-            await self._ws.send(dumps(wire))
-        except ConnectionClosed:
-            self._closing = True
-            return
-        self._touch()
-        if record is not None:
-            self._record_event(event, wire, record)
-        if isinstance(event, Chunk):
-            self.record.chunks_sent += 1
-        self._emu.record.changed()
+        text = encode_event(event, legacy_errors=self._legacy_errors)
+        if self._writable():
+            self._write(text)
+        else:
+            try:
+                await self._ws.send(text)  # waits for the client to read, or reports the close
+            except ConnectionClosed:
+                self._closing = True
+                return
+        self._sent(event, record)
         if isinstance(event, Chunk) and context is not None:
             await self._after_chunk(context)
 
-    @staticmethod
-    def _record_event(event: ServerEvent, wire: dict, record: ContextRecord) -> None:
-        record.events.append(event.type)
-        if record.cancelled:
-            record.events_after_cancel.append(event.type)
+    def can_send_now(self) -> bool:
+        """Whether `send_now` may send a chunk: nothing to wait for, no fault to fire after it."""
+        return (
+            not self._closing
+            and self._stall_until <= self._loop.time()
+            and not self._emu.faults.armed_after_chunks()
+            and self._writable()
+        )
+
+    def send_now(self, event: ServerEvent, context: EmulatedContext) -> None:
+        """Send one event of a context at once, from a timer rather than a task.
+
+        For a chunk `can_send_now` must have said yes; the timestamps that
+        follow it go out with it even if the chunk filled the socket's buffer
+        (a few hundred bytes past the mark; the next chunk waits).
+        """
+        if self._closing or context.state.phase is ContextPhase.FAILED:
+            return
+        self._write(encode_event(event, legacy_errors=self._legacy_errors))
+        self._sent(event, context.record)
+
+    def _writable(self) -> bool:
+        """Whether a message can be written without waiting: open, and the client reading.
+
+        ``ws.send`` costs an async context manager and a drain check per
+        message, and can only be awaited, not called from the pacer's timer;
+        `_write` does what it does on this common path. Anything else (the socket closing, the
+        client not reading so the transport is paused) goes through
+        ``ws.send``, which waits and reports it.
+        """
+        ws = self._ws
+        return ws.protocol.state is State.OPEN and not ws.paused and not ws.transport.is_closing()
+
+    def _write(self, text: str) -> None:
+        # Frame the message with the protocol object and write its bytes, as ws.send does.
+        self._ws.protocol.send_text(text.encode())
+        self._ws.send_data()
+
+    def _sent(self, event: ServerEvent, record: ContextRecord | None) -> None:
+        self._touch()
+        if record is not None:
+            record.note_sent(event, legacy_errors=self._legacy_errors)
         if isinstance(event, Chunk):
-            key = event.flush_id or 0
-            record.audio_bytes[key] = record.audio_bytes.get(key, 0) + len(event.audio)
-        elif isinstance(event, Timestamps):
-            record.words.extend(event.words)
-        elif isinstance(event, FlushDone):
-            record.flush_done_ids.append(event.flush_id)
-        elif isinstance(event, Done):
-            record.done = True
-        elif isinstance(event, Error):
-            record.errors.append(wire)
+            self.record.chunks_sent += 1
+        self._emu.record.changed()
 
     async def _after_chunk(self, context: EmulatedContext) -> None:
         faults, sent = self._emu.faults, self.record.chunks_sent
+        if not faults.armed_after_chunks():
+            return
         if faults.take("malformed_after_chunks", sent):
             logger.info(f"{self._who}: fault: sending a malformed frame")
             await self._ws.send('{"type": "chunk", "context_id": ')

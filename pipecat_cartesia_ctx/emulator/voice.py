@@ -16,6 +16,7 @@ timestamps from the text alone, and ``<break time="..."/>`` tags become silence.
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from collections.abc import Mapping
@@ -23,6 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..audio import encode_float
+from .soundcache import DEFAULT_CACHE_BYTES, SoundCache
 
 # Self-closing Cartesia tags (<break .../>, <emotion .../>, <speed .../>, <volume .../>):
 # they are instructions, not words.
@@ -73,6 +77,27 @@ class Speech:
     phonemes: list[Span]
 
 
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where the sounds of a piece of text go, before any sample is computed.
+
+    Parameters:
+        sample_rate: The sample rate.
+        samples: Length of the piece, in samples.
+        gain: Amplitude of every word's sound.
+        sounds: ``(word, start, end)`` sample ranges of the words that sound, in order.
+        words: Word timestamps, from the start of the context.
+        phonemes: Phoneme timestamps, from the start of the context.
+    """
+
+    sample_rate: int
+    samples: int
+    gain: float
+    sounds: list[tuple[str, int, int]]
+    words: list[Span]
+    phonemes: list[Span]
+
+
 class SyntheticVoice:
     """Deterministic speech-like synthesis with predictable timing.
 
@@ -83,6 +108,8 @@ class SyntheticVoice:
         clause_pause_s: Extra silence after ``,`` ``;`` ``:`` and dashes.
         sentence_pause_s: Extra silence after ``.`` ``!`` ``?``.
         amplitude: Peak amplitude of a word.
+        cache_bytes: Bytes of encoded word sounds kept for reuse (least
+            recently used dropped first); 0 renders every word every time.
     """
 
     def __init__(
@@ -94,6 +121,7 @@ class SyntheticVoice:
         clause_pause_s: float = 0.15,
         sentence_pause_s: float = 0.3,
         amplitude: float = 0.4,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ):
         self.word_base_s = word_base_s
         self.letter_s = letter_s
@@ -101,6 +129,7 @@ class SyntheticVoice:
         self.clause_pause_s = clause_pause_s
         self.sentence_pause_s = sentence_pause_s
         self.amplitude = amplitude
+        self.cache = SoundCache(cache_bytes)
 
     def word_duration(self, word: str, speed: float = 1.0) -> float:
         """Seconds of sound for one word (tags excluded), before the gap after it."""
@@ -150,6 +179,53 @@ class SyntheticVoice:
                 items.append((part, self.word_duration(part, speed), self.pause_after(part, speed)))
         return items
 
+    def layout(
+        self,
+        text: str,
+        sample_rate: int,
+        *,
+        offset_samples: int = 0,
+        generation_config: Mapping[str, Any] | None = None,
+    ) -> Layout:
+        """Lay ``text`` out in samples: where each word sounds, and its timestamps.
+
+        Cheap (no sample is computed): `synthesize` and `encode` fill the layout in.
+
+        Args:
+            text: The text.
+            sample_rate: Output sample rate.
+            offset_samples: Samples of this context already produced, so the
+                timestamps run on from earlier audio.
+            generation_config: ``speed`` scales durations, ``volume`` the amplitude.
+
+        Returns:
+            The layout, exact to the sample.
+        """
+        config = generation_config or {}
+        speed = float(config.get("speed") or 1.0)
+        gain = min(self.amplitude * float(config.get("volume") or 1.0), 1.0)
+        sounds: list[tuple[str, int, int]] = []
+        words: list[Span] = []
+        phonemes: list[Span] = []
+        t = 0.0
+        for word, sound, pause in self.plan(text, speed):
+            start = round(t * sample_rate)
+            end = round((t + sound) * sample_rate)
+            t += sound + pause
+            if word is None:
+                continue
+            if end > start:
+                sounds.append((word, start, end))
+            t0 = (offset_samples + start) / sample_rate
+            t1 = (offset_samples + end) / sample_rate
+            words.append(Span(word, t0, t1))
+            letters = [ch.lower() for ch in _ANY_TAG.sub("", word) if ch.isalnum()]
+            if not letters:
+                continue
+            step = (t1 - t0) / len(letters)
+            phonemes += [Span(p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(letters)]
+        return Layout(sample_rate, round(t * sample_rate), gain, sounds, words, phonemes)
+
     def synthesize(
         self,
         text: str,
@@ -170,35 +246,76 @@ class SyntheticVoice:
         Returns:
             Samples and word and phoneme timestamps, exact to the sample.
         """
-        config = generation_config or {}
-        speed = float(config.get("speed") or 1.0)
-        gain = min(self.amplitude * float(config.get("volume") or 1.0), 1.0)
-        plan = self.plan(text, speed)
-        bounds: list[tuple[str | None, int, int]] = []
-        t = 0.0
-        for word, sound, pause in plan:
-            start = round(t * sample_rate)
-            end = round((t + sound) * sample_rate)
-            bounds.append((word, start, end))
-            t += sound + pause
-        total = round(t * sample_rate)
-        samples = np.zeros(total, dtype=np.float32)
-        words: list[Span] = []
-        phonemes: list[Span] = []
-        for word, start, end in bounds:
-            if word is None:
-                continue
-            if end > start:
-                samples[start:end] = self._word_sound(word, end - start, sample_rate) * gain
-            t0 = (offset_samples + start) / sample_rate
-            t1 = (offset_samples + end) / sample_rate
-            words.append(Span(word, t0, t1))
-            letters = [ch.lower() for ch in _ANY_TAG.sub("", word) if ch.isalnum()]
-            if not letters:
-                continue
-            step = (t1 - t0) / len(letters)
-            phonemes += [Span(p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(letters)]
-        return Speech(samples=samples, words=words, phonemes=phonemes)
+        layout = self.layout(
+            text, sample_rate, offset_samples=offset_samples, generation_config=generation_config
+        )
+        return Speech(samples=self._samples(layout), words=layout.words, phonemes=layout.phonemes)
+
+    def encode(self, layout: Layout, encoding: str, *, render: bool = True) -> bytes | None:
+        """The audio of a layout as raw bytes of ``encoding``, each word's sound from the cache.
+
+        Encoding works sample by sample, so each word's sound and the silences
+        around it encoded apart are exactly the bytes of `synthesize`'s samples
+        encoded whole; a word rendered once is not rendered again (`cache`).
+
+        Args:
+            layout: What `layout` returned.
+            encoding: A Cartesia encoding.
+            render: Render the words the cache lacks; False returns None instead,
+                so a caller on the event loop can render them in a thread.
+
+        Returns:
+            The bytes, or None when ``render`` is False and a word is not cached.
+
+        Raises:
+            InvalidRequestError: For an unknown encoding.
+        """
+        silence = _silence(encoding)
+        parts: list[bytes] = []
+        at = 0
+        for word, start, end in layout.sounds:
+            if start < at:
+                # Sounds that overlap (a voice configured with no gap at all)
+                # add up sample by sample: only the whole can be encoded.
+                return encode_float(self._samples(layout), encoding)
+            sound = self._encoded_word(word, end - start, layout, encoding, render)
+            if sound is None:
+                return None
+            parts += (silence * (start - at), sound)
+            at = end
+        parts.append(silence * (layout.samples - at))
+        return b"".join(parts)
+
+    def _encoded_word(
+        self, word: str, n: int, layout: Layout, encoding: str, render: bool
+    ) -> bytes | None:
+        # The sound depends on the word's letters regardless of case (the seed
+        # is its lowercase form, vowels are matched ignoring case), its length in
+        # samples, the rate and the gain; not on where it sits in the text.
+        # Non-ASCII lowercasing can change the letters (U+0130), so those key as sent.
+        key = (
+            word.lower() if word.isascii() else word,
+            n,
+            layout.sample_rate,
+            layout.gain,
+            encoding,
+        )
+        if not render:
+            return self.cache.get(key)
+
+        def make() -> bytes:
+            samples = self._word_sound(word, n, layout.sample_rate) * layout.gain
+            return encode_float(np.asarray(samples, dtype=np.float32), encoding)
+
+        return self.cache.get_or_make(key, make)
+
+    def _samples(self, layout: Layout) -> np.ndarray:
+        samples = np.zeros(layout.samples, dtype=np.float32)
+        for word, start, end in layout.sounds:
+            samples[start:end] = (
+                self._word_sound(word, end - start, layout.sample_rate) * layout.gain
+            )
+        return samples
 
     @staticmethod
     def _word_sound(word: str, n: int, sample_rate: int) -> np.ndarray:
@@ -232,6 +349,12 @@ class SyntheticVoice:
         sound = tone * envelope + onset
         peak = float(np.max(np.abs(sound))) or 1.0
         return (sound / peak).astype(np.float32)
+
+
+@functools.cache
+def _silence(encoding: str) -> bytes:
+    """One silent sample in ``encoding`` (not all zero bytes: G.711 codes 0 as 0xFF, 0xD5)."""
+    return encode_float(np.zeros(1, dtype=np.float32), encoding)
 
 
 def _break_seconds(tag: str) -> float:

@@ -1,0 +1,199 @@
+#
+# Copyright (c) 2026, pipecat-cartesia-ctx contributors
+#
+# SPDX-License-Identifier: BSD 2-Clause License
+#
+
+"""How a generation's audio goes out: cut into pieces, each piece in chunks, words as heard.
+
+A context's task awaiting a timer and a send for every chunk costs a task
+switch through its whole chain of coroutines each time; at 25 chunks per audio
+second that was most of the emulator's work. `ChunkPump` sends a piece's chunks
+straight from the shared pacer's timer instead, and gives the rest back to the
+task as soon as something needs waiting (a stall, a fault to fire, a client not
+reading, a cancel): the task then goes on exactly as it would have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import Chunk, ServerEvent
+from ..protocol.text import tag_end
+from .config import Pacing
+from .voice import Span
+
+# A generation longer than this many words is rendered and sent piece by piece.
+PIECE_WORDS = 120
+_SPACE_OR_TAG = re.compile(r"\s+|<")
+
+if TYPE_CHECKING:
+    from .host import ContextHost
+
+
+def pieces(text: str) -> list[str]:
+    """``text`` in pieces of about `PIECE_WORDS` words, cut at whitespace outside tags."""
+    out, start, words, tagged = [], 0, 0, 0  # tagged: the end of the last tag seen
+    for match in _SPACE_OR_TAG.finditer(text):
+        if match.group() == "<":
+            if match.start() >= tagged:
+                tagged = tag_end(text, match.start()) or tagged  # None: a literal "<"
+            continue
+        words += 1
+        if words < PIECE_WORDS or match.start() < tagged:
+            continue  # too short yet, or inside a tag ("<break time=...", "<spell>A B</spell>")
+        out.append(text[start : match.end()])
+        start, words = match.end(), 0
+    return [*out, text[start:]] if start < len(text) or not out else out
+
+
+class SpanCursor:
+    """Hands out spans in order, each once, as their audio is sent."""
+
+    def __init__(self, spans: list[Span]):
+        self._spans = spans
+        self._next = 0
+
+    def ready(self, until: float) -> bool:
+        """Whether `take` would hand out a span now."""
+        return self._next < len(self._spans) and self._spans[self._next].end <= until + 1e-9
+
+    def take(self, until: float) -> list[Span]:
+        """The spans not yet taken that end at or before ``until`` seconds."""
+        end = self._next
+        while end < len(self._spans) and self._spans[end].end <= until + 1e-9:
+            end += 1
+        taken, self._next = self._spans[self._next : end], end
+        return taken
+
+
+def chunk_bounds(total: int, rate: int, width: int, pacing: Pacing) -> list[tuple[int, int]]:
+    """Byte ranges of the chunks of ``total`` bytes of audio."""
+    size = max(1, round(pacing.chunk_ms / 1000.0 * rate)) * width
+    cuts = list(range(size, total, size))
+    if pacing.unaligned_chunks and width > 1:
+        # Move every other cut off the sample grid, as the real server may.
+        cuts = [c + 1 if i % 2 == 0 else c for i, c in enumerate(cuts)]
+    return [(a, b) for a, b in itertools.pairwise([0, *cuts, total]) if b > a]
+
+
+@dataclass
+class Piece:
+    """One rendered piece of a generation, and how far its output has gone.
+
+    Parameters:
+        segment: The generation it belongs to.
+        flush_id: The generation's flush id.
+        data: Its audio, encoded.
+        bounds: Byte ranges of its chunks.
+        start: Loop time its first chunk is due.
+        seconds_per_byte: Wall seconds per byte of audio at the pacing's speed.
+        first_sample: Samples of the context before the piece.
+        rate: Sample rate.
+        width: Bytes per sample.
+        spoken: Words heard (their audio sent in full), for the record.
+        words: Words reported in timestamps.
+        phonemes: Phonemes reported in timestamps.
+    """
+
+    segment: Any
+    flush_id: int
+    data: bytes
+    bounds: list[tuple[int, int]]
+    start: float
+    seconds_per_byte: float
+    first_sample: int
+    rate: int
+    width: int
+    spoken: SpanCursor
+    words: SpanCursor
+    phonemes: SpanCursor
+    sent: int = field(default=0)  # chunks sent so far
+    # The next chunk's wait has begun, the context allowed to send when it did:
+    # a cancel arriving during the wait leaves it in flight.
+    waiting: bool = field(default=False)
+
+    def due(self, i: int) -> float:
+        """Loop time chunk ``i`` is due."""
+        return self.start + self.bounds[i][0] * self.seconds_per_byte
+
+    def chunk(self, i: int, context_id: str) -> Chunk:
+        """Chunk ``i``'s event."""
+        begin, end = self.bounds[i]
+        step_ms = round((end - begin) * self.seconds_per_byte * 1000.0, 3)
+        return Chunk(context_id, self.data[begin:end], self.flush_id, step_time=step_ms)
+
+    def heard(self, i: int) -> float:
+        """Seconds of the context's audio a listener has once chunk ``i`` is in."""
+        return (self.first_sample + self.bounds[i][1] // self.width) / self.rate
+
+
+class ChunkPump:
+    """Sends a piece's chunks from the pacer's timer until something needs the task.
+
+    Parameters:
+        context: The context (an `EmulatedContext`).
+        piece: The piece, its ``sent`` count where the pump starts.
+        may_send: ``may_send(segment, in_flight)``: whether the context may
+            still send a chunk of the piece (`EmulatedContext._may_send`).
+        after_chunk: The events that follow chunk ``i`` (its timestamps).
+    """
+
+    def __init__(
+        self,
+        context: Any,
+        piece: Piece,
+        host: ContextHost,
+        may_send: Callable[[Any, bool], bool],
+        after_chunk: Callable[[Piece, int], Iterable[ServerEvent]],
+    ):
+        self._context = context
+        self._context_id: str = context.context_id
+        self._piece = piece
+        self._host = host
+        self._may_send = may_send
+        self._after_chunk = after_chunk
+        self._loop = asyncio.get_running_loop()
+        self._done: asyncio.Future[None] = self._loop.create_future()
+
+    async def run(self) -> None:
+        """Send chunks until the piece is out or the task must take over (``piece.sent`` says)."""
+        self._step()
+        # Cancelled (the connection closed): the future is done, the next step does nothing.
+        await self._done
+
+    def _step(self) -> None:
+        if self._done.done():
+            return
+        try:
+            self._pump()
+        except Exception as e:  # the task awaiting the pump raises it
+            if not self._done.done():
+                self._done.set_exception(e)
+
+    def _pump(self) -> None:
+        # The same steps, in the same order, as the task's loop in `EmulatedContext`,
+        # which takes over (and checks again) wherever this one stops.
+        piece, host, context, may_send = self._piece, self._host, self._context, self._may_send
+        segment, bounds, time = piece.segment, piece.bounds, self._loop.time
+        while (i := piece.sent) < len(bounds):
+            if not piece.waiting:
+                if not may_send(segment, False):
+                    break
+                piece.waiting = True
+            due = piece.start + bounds[i][0] * piece.seconds_per_byte  # piece.due(i)
+            if due > time():
+                host.pacer.call_at(due, self._step)
+                return
+            if not (may_send(segment, True) and host.can_send_now()):
+                break
+            host.send_now(piece.chunk(i, self._context_id), context)
+            piece.sent, piece.waiting = i + 1, False
+            for event in self._after_chunk(piece, i):
+                host.send_now(event, context)
+        self._done.set_result(None)
