@@ -49,64 +49,20 @@ import sys
 import time
 from pathlib import Path
 
-from load_client import ENCODING, RATE, RUN_TIMEOUT_S, WIDTH, StreamResult, client_process
+from load_client import (
+    ENCODING,
+    RATE,
+    RUN_TIMEOUT_S,
+    WIDTH,
+    StreamResult,
+    answers,
+    client_process,
+    sentence,
+    vocabulary,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_SAMPLE_S = 0.25
-
-
-# -- text ---------------------------------------------------------------------
-
-
-def vocabulary(size: int) -> list[str]:
-    """``size`` distinct pseudo-words, shortest first (the commonest are short)."""
-    onsets = ["", "b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "st"]
-    nuclei = ["a", "e", "i", "o", "u", "ai", "ou"]
-    codas = ["", "n", "r", "s", "t", "nd"]
-    syllables = [o + n + c for o in onsets for n in nuclei for c in codas]
-    rng = random.Random(7)
-    words: list[str] = []
-    seen: set[str] = set()
-    while len(words) < size:
-        count = 1 + min(3, int(rng.expovariate(1.2)))
-        word = "".join(rng.choice(syllables) for _ in range(count))
-        if word not in seen:
-            seen.add(word)
-            words.append(word)
-    return sorted(words, key=len)
-
-
-def sentence(rng: random.Random, words: list[str], weights: list[float]) -> str:
-    """One sentence of 6 to 16 words, capitalized, perhaps with a comma."""
-    picked = rng.choices(words, weights, k=rng.randint(6, 16))
-    picked[0] = picked[0].capitalize()
-    if len(picked) > 8:
-        picked[rng.randint(2, len(picked) - 3)] += ","
-    return " ".join(picked) + rng.choice([".", ".", ".", "?", "!"]) + " "
-
-
-def answers(rng: random.Random, pool: list[str], make, seconds: float, voice):
-    """Sentences with at least ``seconds`` of audio; each with its expected samples and words.
-
-    From ``pool`` when it has any (a fleet of bots with scripted answers), else new ones.
-    """
-    out: list[tuple[str, int, int]] = []
-    total = 0.0
-    while total < seconds:
-        text = rng.choice(pool) if pool else make()
-        samples, count = expected_audio(voice, text)
-        out.append((text, samples, count))
-        total += samples / RATE
-    return out
-
-
-def expected_audio(voice, text: str) -> tuple[int, int]:
-    """Samples and words the emulator's voice gives ``text`` (its own layout rule)."""
-    t, count = 0.0, 0
-    for word, sound, pause in voice.plan(text):
-        t += sound + pause
-        count += word is not None
-    return round(t * RATE), count
 
 
 # -- the emulator process --------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The load generator's side of `emulator_load.py`: lightweight WebSocket streams.
+"""The load generator's side of `emulator_load.py`: the text, and lightweight WebSocket streams.
 
 Each stream is one connection and one context. Its client is a minimal
 WebSocket reader (an ``asyncio.Protocol``) that counts audio bytes and notes
@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import os
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +23,60 @@ WIDTH = 2
 RUN_TIMEOUT_S = 600.0
 _CHUNK_PREFIX = b'{"type":"chunk",'
 _DATA_KEY = b'"data":"'
+
+
+# -- text ---------------------------------------------------------------------
+
+
+def vocabulary(size: int) -> list[str]:
+    """``size`` distinct pseudo-words, shortest first (the commonest are short)."""
+    onsets = ["", "b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "st"]
+    nuclei = ["a", "e", "i", "o", "u", "ai", "ou"]
+    codas = ["", "n", "r", "s", "t", "nd"]
+    syllables = [o + n + c for o in onsets for n in nuclei for c in codas]
+    rng = random.Random(7)
+    words: list[str] = []
+    seen: set[str] = set()
+    while len(words) < size:
+        count = 1 + min(3, int(rng.expovariate(1.2)))
+        word = "".join(rng.choice(syllables) for _ in range(count))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return sorted(words, key=len)
+
+
+def sentence(rng: random.Random, words: list[str], weights: list[float]) -> str:
+    """One sentence of 6 to 16 words, capitalized, perhaps with a comma."""
+    picked = rng.choices(words, weights, k=rng.randint(6, 16))
+    picked[0] = picked[0].capitalize()
+    if len(picked) > 8:
+        picked[rng.randint(2, len(picked) - 3)] += ","
+    return " ".join(picked) + rng.choice([".", ".", ".", "?", "!"]) + " "
+
+
+def answers(rng: random.Random, pool: list[str], make, seconds: float, voice):
+    """Sentences with at least ``seconds`` of audio; each with its expected samples and words.
+
+    From ``pool`` when it has any (a fleet of bots with scripted answers), else new ones.
+    """
+    out: list[tuple[str, int, int]] = []
+    total = 0.0
+    while total < seconds:
+        text = rng.choice(pool) if pool else make()
+        samples, count = expected_audio(voice, text)
+        out.append((text, samples, count))
+        total += samples / RATE
+    return out
+
+
+def expected_audio(voice, text: str) -> tuple[int, int]:
+    """Samples and words the emulator's voice gives ``text`` (its own layout rule)."""
+    t, count = 0.0, 0
+    for word, sound, pause in voice.plan(text):
+        t += sound + pause
+        count += word is not None
+    return round(t * RATE), count
 
 
 @dataclass

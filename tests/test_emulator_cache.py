@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from pipecat_cartesia_ctx.audio import encode_float
 from pipecat_cartesia_ctx.client import CartesiaConnection
-from pipecat_cartesia_ctx.emulator import Faults, Pacing, SyntheticVoice
+from pipecat_cartesia_ctx.emulator import Faults, Pacing, SyntheticVoice, pump
+from pipecat_cartesia_ctx.emulator import context as context_module
 from pipecat_cartesia_ctx.emulator.pacer import Pacer
 from pipecat_cartesia_ctx.emulator.soundcache import SoundCache
 from pipecat_cartesia_ctx.protocol import (
@@ -279,3 +280,34 @@ async def test_chunks_sent_from_the_timer_and_from_the_task_are_the_same(make_em
     assert runs[0] == runs[2]
     assert runs[1] == runs[3]
     assert slow.faults.stall_after_chunks == 10**9
+
+
+# -- rendering ahead ---------------------------------------------------------------------
+
+
+async def test_prefetch_renders_a_pieces_new_words_ahead():
+    voice = SyntheticVoice()
+    text = "Words rendered ahead, while another piece plays."
+    layout = voice.layout(text, 16000)
+    assert not voice.cached(layout, "pcm_alaw")
+    pump.prefetch(voice, text, 16000, "pcm_alaw", None)
+    # The render-ahead thread takes one job at a time: once this one runs, it is done.
+    await asyncio.get_running_loop().run_in_executor(pump._AHEAD, lambda: None)
+    assert voice.cached(layout, "pcm_alaw")
+    assert voice.encode(layout, "pcm_alaw", render=False) == uncached(text, 16000, "pcm_alaw")
+
+
+async def test_each_piece_renders_the_next_one_ahead(make_emulator, monkeypatch):
+    asked: list[str] = []
+    monkeypatch.setattr(context_module, "prefetch", lambda voice, text, *a: asked.append(text))
+    # The first chunk waits long enough for the close (sent with the push) to arrive.
+    emu = await make_emulator(pacing=Pacing(first_chunk_ms=200, speed=float("inf")))
+    conn = await CartesiaConnection.connect(api_key="k", url=emu.url)
+    ctx = new_context(conn)
+    await ctx.push("One. Two three. Four")
+    await ctx.no_more_inputs()
+    await collect(ctx)
+    await conn.close()
+    # Three generations: each of the first two rendered the next one's words ahead.
+    assert emu.record.contexts[ctx.context_id].generations == ["One.", " Two three.", " Four"]
+    assert asked == [" Two three.", " Four"]

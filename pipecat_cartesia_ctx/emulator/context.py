@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,7 @@ from ..protocol import (
 from ..protocol.text import ends_sentence, period_context
 from .config import CancelBehavior
 from .pump import PIECE_WORDS as _PIECE_WORDS  # noqa: F401 (tests read it here)
-from .pump import ChunkPump, Piece, SpanCursor, chunk_bounds
+from .pump import ChunkPump, Piece, SpanCursor, chunk_bounds, prefetch
 from .pump import pieces as _pieces
 from .voice import Layout
 
@@ -95,6 +96,7 @@ class EmulatedContext:
         self._before = "\n"  # the end of what was released before `_pending`
         self._timer: asyncio.TimerHandle | None = None
         self._jobs: asyncio.Queue[Any] = asyncio.Queue()
+        self._upcoming: deque[_Segment] = deque()  # queued generations not yet taken
         self._flush_id = 1  # the server's numbering: manual and, at delay 0, implicit flushes
         self._generation_config: Mapping[str, Any] | None = None
         self._offset_samples = 0
@@ -215,7 +217,9 @@ class EmulatedContext:
         if text.strip():
             self.record.generations.append(text)
             now = asyncio.get_running_loop().time()
-            self._jobs.put_nowait(_Segment(text, self._flush_id, self._generation_config, now))
+            segment = _Segment(text, self._flush_id, self._generation_config, now)
+            self._jobs.put_nowait(segment)
+            self._upcoming.append(segment)
 
     def _flush(self) -> None:
         self._jobs.put_nowait(_FlushMark(self._flush_id))
@@ -256,6 +260,7 @@ class EmulatedContext:
                 if job is _STOP:
                     return
                 if isinstance(job, _Segment):
+                    self._upcoming.popleft()  # this one
                     if self._may_send(job):
                         await self._speak(job)
                 elif isinstance(job, _FlushMark):
@@ -294,18 +299,28 @@ class EmulatedContext:
     async def _generate(self, segment: _Segment) -> None:
         # A long generation is rendered and sent piece by piece, as a streaming
         # server sends it: its first audio does not wait for all of it.
-        for piece in _pieces(segment.text):
+        pieces = _pieces(segment.text)
+        for i, piece in enumerate(pieces):
             if not self._may_send(segment):
                 return
-            await self._generate_piece(segment, piece)
+            after = (pieces[i + 1], segment) if i + 1 < len(pieces) else None
+            if after is None and self._upcoming:  # the next generation's first piece
+                after = (_pieces(self._upcoming[0].text)[0], self._upcoming[0])
+            await self._generate_piece(segment, piece, after)
 
-    async def _generate_piece(self, segment: _Segment, text: str) -> None:
+    async def _generate_piece(
+        self, segment: _Segment, text: str, after: tuple[str, _Segment] | None = None
+    ) -> None:
         opening, pacing, loop = self.state.opening, self._host.pacing, asyncio.get_running_loop()
         rate = opening.output_format.sample_rate
         width = opening.output_format.bytes_per_sample
         first_sample = self._offset_samples
         layout, data = await self._render(segment, text, opening.output_format.encoding, rate)
         self._offset_samples += layout.samples
+        if after is not None:
+            next_text, owner = after
+            encoding, config = opening.output_format.encoding, owner.generation_config
+            prefetch(self._host.voice, next_text, rate, encoding, config)
         seconds_per_byte = 0.0 if math.isinf(pacing.speed) else 1.0 / (rate * width * pacing.speed)
         # Audio cannot go out before it is rendered: a slow render delays the start, it
         # never compresses the pacing into a burst.

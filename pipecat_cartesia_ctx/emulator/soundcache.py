@@ -48,6 +48,10 @@ class SoundCache:
     def __len__(self) -> int:
         return len(self._sounds)
 
+    def __contains__(self, key: Hashable) -> bool:
+        # A look that is no use: not counted, and the order of use unchanged.
+        return key in self._sounds
+
     @property
     def nbytes(self) -> int:
         """Bytes of audio held now."""

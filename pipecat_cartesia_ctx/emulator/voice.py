@@ -286,20 +286,17 @@ class SyntheticVoice:
         parts.append(silence * (layout.samples - at))
         return b"".join(parts)
 
+    def cached(self, layout: Layout, encoding: str) -> bool:
+        """Whether every word of a layout is in the cache (`encode` would render none)."""
+        return all(
+            _key(word, end - start, layout, encoding) in self.cache
+            for word, start, end in layout.sounds
+        )
+
     def _encoded_word(
         self, word: str, n: int, layout: Layout, encoding: str, render: bool
     ) -> bytes | None:
-        # The sound depends on the word's letters regardless of case (the seed
-        # is its lowercase form, vowels are matched ignoring case), its length in
-        # samples, the rate and the gain; not on where it sits in the text.
-        # Non-ASCII lowercasing can change the letters (U+0130), so those key as sent.
-        key = (
-            word.lower() if word.isascii() else word,
-            n,
-            layout.sample_rate,
-            layout.gain,
-            encoding,
-        )
+        key = _key(word, n, layout, encoding)
         if not render:
             return self.cache.get(key)
 
@@ -349,6 +346,15 @@ class SyntheticVoice:
         sound = tone * envelope + onset
         peak = float(np.max(np.abs(sound))) or 1.0
         return (sound / peak).astype(np.float32)
+
+
+def _key(word: str, n: int, layout: Layout, encoding: str) -> tuple:
+    # The sound depends on the word's letters regardless of case (the seed is its
+    # lowercase form, vowels are matched ignoring case), its length in samples, the
+    # rate and the gain; not on where it sits in the text. Non-ASCII lowercasing
+    # can change the letters (U+0130), so those key as sent.
+    lowered = word.lower() if word.isascii() else word
+    return (lowered, n, layout.sample_rate, layout.gain, encoding)
 
 
 @functools.cache
