@@ -31,6 +31,7 @@ The phase changes only through `_TRANSITIONS`; anything else is a
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -407,8 +408,10 @@ class TurnEngine:
         segments = len(self._segments)
         # A first segment of a word or two ("Sure! ") plays too briefly to hide
         # the wait for the next sentence: the next one ends early too.
+        words = self.segmenter.first_segment_words
+        # Per token: count no further than the limit, not the whole first segment.
         short_first = segments == 2 and (
-            len(str(self._segments[0]).split()) < self.segmenter.first_segment_words
+            sum(1 for _ in itertools.islice(_TOKEN.finditer(str(self._segments[0])), words)) < words
         )
         return Position(
             opening=self._phase is not TurnPhase.RESUMING
