@@ -291,23 +291,27 @@ class ConnectionMixin(WebsocketTTSService):
             return
         turn.retry = None
         if engine.phase is TurnPhase.RESUMING:
-            before = engine.replayed_characters
-            actions = engine.resume(time.monotonic())
-            replayed = engine.replayed_characters - before
-            self._stats.replayed_characters += replayed
-            if self.can_generate_metrics() and self.metrics_enabled:
-                keeper = self._keeper
-                data = CartesiaResumeMetricsData(
-                    processor=self.name,
-                    model=assert_given(self._settings.model),
-                    context_id=turn.context_id,
-                    resumed_on=next((a.context_id for a in actions if isinstance(a, Open)), None),
-                    reason=retry.kind.value,
-                    attempt=retry.attempt,
-                    waited_seconds=time.monotonic() - lost_at,
-                    replayed_characters=replayed,
-                    reconnects=keeper.reconnects if keeper else 0,
-                    connect_seconds=keeper.connect_seconds if keeper else 0.0,
-                )
-                await self.push_frame(MetricsFrame(data=[data]))
-            await self._do(turn, actions)
+            # In order with the turn's text (see `TurnIO.sending`).
+            async with turn.sending:
+                before = engine.replayed_characters
+                actions = engine.resume(time.monotonic())
+                replayed = engine.replayed_characters - before
+                self._stats.replayed_characters += replayed
+                if self.can_generate_metrics() and self.metrics_enabled:
+                    keeper = self._keeper
+                    opened = next((a.context_id for a in actions if isinstance(a, Open)), None)
+                    data = CartesiaResumeMetricsData(
+                        processor=self.name,
+                        model=assert_given(self._settings.model),
+                        context_id=turn.context_id,
+                        resumed_on=opened,
+                        reason=retry.kind.value,
+                        attempt=retry.attempt,
+                        waited_seconds=time.monotonic() - lost_at,
+                        replayed_characters=replayed,
+                        reconnects=keeper.reconnects if keeper else 0,
+                        connect_seconds=keeper.connect_seconds if keeper else 0.0,
+                    )
+                    await self.push_frame(MetricsFrame(data=[data]))
+                await self._do(turn, actions)
+            self._arm(turn)

@@ -219,6 +219,33 @@ class Segmenter:
         self._finished = True
         return self._emit(at, final=True)
 
+    def end_segment(self, at: Position) -> list[Action]:
+        """End the segment now, at the last word boundary received (the LLM has stalled).
+
+        The text up to the last cut with a word in it goes out and is flushed,
+        whatever the first-push and first-segment rules would wait for: the turn
+        has waited long enough. A word still arriving (no whitespace after it
+        yet) stays, so no word is cut in two.
+
+        Args:
+            at: Where the turn stands.
+
+        Returns:
+            A push and a flush, or nothing when no whole word is waiting.
+        """
+        if self._finished:
+            return []
+        if at.opening and at.first_segment:
+            self._skip_whitespace()
+        self._cuts.scan(False)
+        cuts = self._cuts.cuts
+        if len(cuts) <= self._cuts.first:
+            return []
+        cut = cuts[-1]  # the furthest: every cut listed may end a push
+        if cut.run_start <= self._start or cut.words <= self._start_words:
+            return []  # only whitespace, or no word, before it
+        return [Push(self._take(cut)), Flush()]
+
     # -- internals ------------------------------------------------------------
 
     def _emit(self, at: Position, final: bool) -> list[Action]:

@@ -69,7 +69,7 @@ from .reconnect import RetryPolicy
 from .segmenter import FlushOn, Segmenter
 from .settings import SETTINGS_FIELDS, check_options, check_settings
 from .stats import CartesiaServiceStats
-from .turn import BUFFER_DELAY_MS, LOCKED_SETTINGS, TurnEngine, TurnPhase
+from .turn import BUFFER_DELAY_MS, HOLD_S, LOCKED_SETTINGS, TurnEngine, TurnPhase
 from .turn_actions import (
     Action,
     Audio,
@@ -132,6 +132,7 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
         first_push_words: int = 3,
         first_segment_words: int = 3,
         flush_first_clause: bool = True,
+        first_segment_deadline_ms: int | None = 250,
         retry: RetryPolicy | None = None,
         max_concurrent_contexts: int | None = None,
         reconnect_give_up_s: float = 30.0,
@@ -169,6 +170,10 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
             flush_first_clause: End the first segment of a turn at its first
                 clause (True by default, for a fast first audio); False waits
                 for ``flush_on``.
+            first_segment_deadline_ms: If the first segment of a turn has not
+                ended this long after its first word (an LLM that stalls), it
+                ends at the last whole word received. None waits for the rules
+                above.
             retry: Backoff for a turn whose context was lost or refused (429,
                 5xx, a dropped connection) and for reconnecting; a turn is given
                 up after ``retry.max_attempts`` losses in a row without audio.
@@ -200,6 +205,7 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
             first_push_words=first_push_words,
             first_segment_words=first_segment_words,
             flush_first_clause=flush_first_clause,
+            first_segment_deadline_ms=first_segment_deadline_ms,
             max_concurrent_contexts=max_concurrent_contexts,
             reconnect_give_up_s=reconnect_give_up_s,
             retry=retry,
@@ -261,6 +267,9 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
         self._first_push_words = first_push_words
         self._first_segment_words = first_segment_words
         self._flush_first_clause = flush_first_clause
+        self._first_segment_deadline = (
+            None if first_segment_deadline_ms is None else first_segment_deadline_ms / 1000
+        )
         self._max_buffer_delay_ms = (
             BUFFER_DELAY_MS[self._flush_on] if max_buffer_delay_ms is None else max_buffer_delay_ms
         )
@@ -325,7 +334,9 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
             None: audio is appended to the audio context as it arrives.
         """
         turn = self._turns.get(context_id) or self._open_turn(context_id)
-        await self._do(turn, turn.engine.feed(text, time.monotonic()))
+        async with turn.sending:
+            await self._do(turn, turn.engine.feed(text, time.monotonic()))
+        self._arm(turn)
         yield None
 
     async def flush_audio(self, context_id: str | None = None):
@@ -344,7 +355,8 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
             if self.audio_context_available(turn.context_id):
                 await self.remove_audio_context(turn.context_id)
         elif not turn.engine.segmenter.finished:
-            await self._do(turn, turn.engine.end_input(time.monotonic()))
+            async with turn.sending:
+                await self._do(turn, turn.engine.end_input(time.monotonic()))
 
     async def on_turn_context_completed(self):
         """End the turn's input, also for a turn that never opened its audio ("...")."""
@@ -377,9 +389,10 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
     async def _update_settings(self, delta: CartesiaTTSSettings) -> dict[str, Any]:
         """Apply a settings delta; a locked field takes effect at the next sentence.
 
-        The current sentence ends on the context it started on; the next one
-        opens a new context with the new settings, so no text is lost and no
-        locked field changes within a context. ``generation_config`` applies to
+        The current sentence ends on the context it started on (unless none
+        of it has gone out yet); the next one opens a new context with the new
+        settings, so no text is lost and no locked field changes within a
+        context. ``generation_config`` applies to
         the next push.
 
         A delta with a bad value is refused whole: one `ErrorFrame` names it,
@@ -420,6 +433,8 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
                 bytes_per_second=self._wire_rate * width,
                 sample_width=width,
                 expect_timestamps=self._expect_timestamps,
+                hold=HOLD_S,
+                first_segment_deadline=self._first_segment_deadline,
             ),
             converter=Pcm16Converter(self._encoding),
             # A turn's audio is one stream: never drop history in a pause (an LLM
@@ -429,6 +444,29 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
         self._turns[context_id] = turn
         turn.receiver = self.create_task(self._receive(turn), name=f"cartesia-{context_id}")
         return turn
+
+    def _arm(self, turn: TurnIO) -> None:
+        """Have the engine's `tick` called at its deadline, unless input comes first."""
+        deadline = turn.engine.deadline
+        if deadline == turn.timer_at:
+            return
+        if turn.timer is not None:
+            turn.timer.cancel()
+        turn.timer = turn.timer_at = None
+        if deadline is not None and self._turns.get(turn.context_id) is turn:
+            turn.timer_at = deadline
+            turn.timer = asyncio.get_running_loop().call_at(deadline, self._ring, turn)
+
+    def _ring(self, turn: TurnIO) -> None:
+        turn.timer = turn.timer_at = None
+        if self._turns.get(turn.context_id) is turn:
+            self.create_task(self._tick(turn), name=f"cartesia-tick-{turn.context_id}")
+
+    async def _tick(self, turn: TurnIO) -> None:
+        # In order with the turn's text: a push must not land between another's text and flush.
+        async with turn.sending:
+            await self._do(turn, turn.engine.tick(time.monotonic()))
+        self._arm(turn)
 
     async def _do(self, turn: TurnIO, actions: list[Action]) -> None:
         """Carry out the engine's actions in order; a failed send goes back to the engine."""
@@ -590,6 +628,9 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
         """Stop the turn's tasks; ``keep`` leaves it known until its input ends."""
         if not keep:
             self._turns.pop(turn.context_id, None)
+        if turn.timer is not None:
+            turn.timer.cancel()
+            turn.timer = turn.timer_at = None
         for context_id in list(turn.contexts):
             await self._cancel_context(turn, context_id)
         current = asyncio.current_task()

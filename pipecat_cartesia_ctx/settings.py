@@ -61,6 +61,7 @@ def check_options(
     first_push_words: Any,
     first_segment_words: Any,
     flush_first_clause: Any,
+    first_segment_deadline_ms: Any,
     max_concurrent_contexts: Any,
     reconnect_give_up_s: Any,
     retry: Any,
@@ -91,6 +92,16 @@ def check_options(
         raise InvalidRequestError(str(e)) from None
     if not isinstance(flush_first_clause, bool):
         refuse("flush_first_clause", "True or False", flush_first_clause)
+    if first_segment_deadline_ms is not None and (
+        isinstance(first_segment_deadline_ms, bool)
+        or not isinstance(first_segment_deadline_ms, int)
+        or not 0 < first_segment_deadline_ms <= 10_000
+    ):
+        refuse(
+            "first_segment_deadline_ms",
+            "milliseconds from 1 to 10000 (or None)",
+            first_segment_deadline_ms,
+        )
     if max_concurrent_contexts is not None and (
         isinstance(max_concurrent_contexts, bool)
         or not isinstance(max_concurrent_contexts, int)

@@ -75,8 +75,16 @@ BUFFER_DELAY_MS: dict[FlushOn, int | None] = {
 # Settings that cannot change within a Cartesia context.
 LOCKED_SETTINGS = frozenset({"voice", "model", "language", "pronunciation_dict_id"})
 
+# Text of an open segment waits this long for more before it goes out: the server
+# speaks a segment at its flush, so pushing it word by word only costs a message
+# per word on both ends. A segment that has waited this long, or grown this
+# long, goes out anyway (the server's own buffering then covers a stalled LLM).
+HOLD_S = 0.25
+HOLD_CHARACTERS = 256
+
 _CARTESIA_TAG = re.compile(r"</?(?:spell|emotion|break|volume|speed)\b[^>]*>", re.IGNORECASE)
 _TOKEN = re.compile(r"\S+")
+_ALNUM = re.compile(r"[^\W_]")
 
 
 class TurnStateError(CartesiaError):
@@ -105,6 +113,7 @@ class TurnPhase(Enum):
 _P = TurnPhase
 _LIVE = frozenset({_P.IDLE, _P.STREAMING, _P.SWITCHING, _P.RESUMING})
 _FINAL = frozenset({_P.ENDED, _P.FAILED, _P.INTERRUPTED})
+_TEXT_PHASES = frozenset({_P.IDLE, _P.STREAMING, _P.SWITCHING})  # text goes out as it comes
 # The whole table of a turn's life: the phases each phase may move to.
 _TRANSITIONS: dict[TurnPhase, frozenset[TurnPhase]] = {
     _P.IDLE: frozenset({_P.STREAMING}) | _FINAL,
@@ -197,6 +206,11 @@ class TurnEngine:
         expect_timestamps: The server sends word timestamps, so audio is held
             to word boundaries. Learned false at the first segment that ends
             with audio and no timestamps.
+        hold: Seconds the text of an open segment may wait to go out with more
+            (at the latest with its flush); None sends each push at once.
+        first_segment_deadline: Seconds after the turn's first word at which
+            its first segment ends at the last word received, if it has not
+            ended by then (an LLM that stalls); None waits for the segmenter.
     """
 
     def __init__(
@@ -207,6 +221,8 @@ class TurnEngine:
         bytes_per_second: int,
         sample_width: int,
         expect_timestamps: bool = True,
+        hold: float | None = None,
+        first_segment_deadline: float | None = None,
     ):
         self.context_id = context_id
         self.segmenter = segmenter
@@ -233,6 +249,11 @@ class TurnEngine:
         self._losses = 0  # consecutive losses without progress
         self._refused_opening = False  # the last skip was a context's first segment
         self.replayed_characters = 0
+        self._hold = hold
+        self._held_since: float | None = None  # the open segment's text waits since
+        self._first_deadline = first_segment_deadline
+        self._first_word_at: float | None = None
+        self._first_deadline_spent = False
 
     def __repr__(self) -> str:
         return (
@@ -301,7 +322,56 @@ class TurnEngine:
             raise TurnStateError(
                 "text after the end of the turn's text", context_id=self.context_id
             )
+        if self._first_word_at is None and _ALNUM.search(text):
+            self._first_word_at = now
         return self._take(self.segmenter.feed(text, self._position()), now)
+
+    @property
+    def deadline(self) -> float | None:
+        """When `tick` has something to do, unless other input comes first (as ``now``)."""
+        if self._phase not in _TEXT_PHASES or self.segmenter.finished:
+            return None
+        times = []
+        if self._held_since is not None and self._hold is not None:
+            times.append(self._held_since + self._hold)
+        if self._first_deadline_due is not None:
+            times.append(self._first_deadline_due)
+        return min(times, default=None)
+
+    def tick(self, now: float) -> list[Action]:
+        """Time has passed without input: send text that waited long enough.
+
+        Text held for a flush goes out after `hold`; a first segment still open
+        `first_segment_deadline` after the turn's first word ends at the last
+        word received.
+
+        Args:
+            now: Monotonic seconds.
+
+        Returns:
+            What to do.
+        """
+        if self._phase not in _TEXT_PHASES or self.segmenter.finished:
+            return []
+        cut: list[Push | Flush] = []
+        due = self._first_deadline_due
+        if due is not None and now >= due:
+            self._first_deadline_spent = True  # once: later stalls have audio playing
+            cut = self.segmenter.end_segment(self._position())
+            if not cut and _ALNUM.search(str(self._segments[-1])):
+                cut = [Flush()]  # its words are all pushed already (and held, or sent)
+        return self._take(cut, now)
+
+    @property
+    def _first_deadline_due(self) -> float | None:
+        if (
+            self._first_deadline is None
+            or self._first_word_at is None
+            or self._first_deadline_spent
+            or len(self._segments) > 1
+        ):
+            return None
+        return self._first_word_at + self._first_deadline
 
     def end_input(self, now: float) -> list[Action]:
         """The turn's text has ended: push what is left and close the context."""
@@ -317,8 +387,9 @@ class TurnEngine:
 
         The sentence under way ends on the context it started on, so no locked
         field changes within a context and no text is lost. Between two
-        sentences the context closes now; before anything is sent, the next
-        context simply opens with the new settings.
+        sentences (or before any of the sentence under way has gone out: its
+        text waits for its flush) the context closes now; before anything is
+        sent, the next context simply opens with the new settings.
         """
         attempt = self._current
         if self._phase is not TurnPhase.STREAMING or attempt is None:
@@ -414,8 +485,9 @@ class TurnEngine:
             sum(1 for _ in itertools.islice(_TOKEN.finditer(str(self._segments[0])), words)) < words
         )
         return Position(
+            # Held text (not sent yet) opens the context as much as sent text does.
             opening=self._phase is not TurnPhase.RESUMING
-            and (current is None or not current.has_input),
+            and (current is None or (not current.has_input and current.sent_to == self._end())),
             first_segment=segments == 1,
             switch=self._phase is TurnPhase.SWITCHING,
             early=segments == 1 or short_first,
@@ -454,6 +526,8 @@ class TurnEngine:
             if self._waits(attempt, segment):
                 break
             piece = "" if segment in self._skipped else self._segments[segment - 1].tail(offset)
+            if segment == last and self._holds(piece, now):
+                break
             if piece:
                 self._sent_at.setdefault(segment, now)
                 attempt.ledger.pushed(piece)
@@ -473,6 +547,18 @@ class TurnEngine:
                 self._move(TurnPhase.STREAMING)
                 return actions + self._catch_up(now)
         return actions
+
+    def _holds(self, piece: str, now: float) -> bool:
+        """Whether the open segment's unsent ``piece`` waits to go out with more."""
+        if not piece or self._hold is None or self.segmenter.finished:
+            self._held_since = None
+            return False
+        if self._held_since is None:
+            self._held_since = now
+        if now < self._held_since + self._hold and len(piece) < HOLD_CHARACTERS:
+            return True
+        self._held_since = None
+        return False
 
     def _open(self) -> _Attempt | None:
         """A new attempt from where the next one starts, if anything speakable is there."""

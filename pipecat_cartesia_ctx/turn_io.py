@@ -37,6 +37,12 @@ class TurnIO:
     # Set as the turn's audio comes, and once the turn is over: the rest of a
     # long frame waits for it (see `PacedTextMixin._handle_aggregated_text`).
     progress: asyncio.Event = field(default_factory=asyncio.Event)
+    # Held by whatever hands the engine text (pipecat's input, the timer, a
+    # resume), so the actions of one call go out together and in order.
+    sending: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The engine's deadline (`TurnEngine.deadline`) and the timer set for it.
+    timer: asyncio.TimerHandle | None = None
+    timer_at: float | None = None
 
     @property
     def context_id(self) -> str:

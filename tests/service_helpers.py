@@ -52,12 +52,14 @@ def make_tts(emu, **kwargs) -> CartesiaContextTTSService:
     """The service on ``emu``, its segments whole sentences unless ``kwargs`` say otherwise.
 
     Most tests assert segment texts; the default first segment (cut at its first
-    clause or three words, for the first audio) has tests of its own.
+    clause, at three words, or when the LLM stalls, for the first audio) has
+    tests of its own.
     """
     kwargs.setdefault("settings", CartesiaContextTTSService.Settings(voice=VOICE))
     kwargs.setdefault("sample_rate", 24000)
     kwargs.setdefault("flush_first_clause", False)
     kwargs.setdefault("first_segment_words", 0)
+    kwargs.setdefault("first_segment_deadline_ms", None)
     return CartesiaContextTTSService(api_key="test-key", url=emu.url, **kwargs)
 
 

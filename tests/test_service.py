@@ -212,8 +212,13 @@ async def test_a_voice_change_mid_turn_switches_context_at_the_next_sentence_and
     down, _ = await run_test(make_tts(emu), frames_to_send=frames)
 
     first, second = emu.record.contexts.values()
-    assert first.transcript == "First sentence goes here. Second sentence is spoken, then it ends. "
-    assert second.transcript == "Final words now."
+    # The switch falls between two sentences: after the one under way, or before
+    # it when none of it has gone out yet (its text waits for its flush).
+    assert first.transcript in (
+        "First sentence goes here. ",
+        "First sentence goes here. Second sentence is spoken, then it ends. ",
+    )
+    assert second.transcript.endswith("Final words now.")
     assert {r["voice"]["id"] for r in first.requests} == {VOICE}
     assert {r["voice"]["id"] for r in second.requests} == {"voice-2"}
     assert first.transcript + second.transcript == text

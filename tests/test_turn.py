@@ -124,6 +124,17 @@ turns_and_switches = st.tuples(turns(), switch_points)
 chunk_sizes = st.sampled_from([3, 4, 6, 7, 16, 64])
 flush_modes = st.sampled_from(["sentence", "sentence", "clause", "turn"])
 picks = st.sampled_from(["oldest", "newest", "random"])
+# The service's timers: text held for its flush (released by `tick` after `hold`), a
+# stalled first segment ended at its deadline. The sim's clock moves 10 ms a call.
+timers = st.sampled_from(
+    [
+        {},
+        {"hold": 0.03},
+        {"hold": 0.25},
+        {"first_segment_deadline": 0.02},
+        {"hold": 0.03, "first_segment_deadline": 0.05},
+    ]
+)
 
 
 def server(
@@ -151,10 +162,11 @@ def segment_ends(done: list[SegmentDone]) -> list[int]:
     chunk_size=chunk_sizes,
     flush_on=flush_modes,
     pick=picks,
+    timer=timers,
     seed=st.integers(0, 2**16),
 )
 def test_with_timestamps_every_word_goes_downstream_once_and_whole(
-    turn, cuts, pauses, drops, errors, chunk_size, flush_on, pick, seed
+    turn, cuts, pauses, drops, errors, chunk_size, flush_on, pick, timer, seed
 ):
     text, switches = turn
     sim = server(
@@ -162,7 +174,7 @@ def test_with_timestamps_every_word_goes_downstream_once_and_whole(
         pick=pick,
         seed=seed,
         chunk_size=chunk_size,
-        engine=make_engine(flush_on=flush_on),
+        engine=make_engine(flush_on=flush_on, **timer),
     )
     play(sim, tokenize(text, cuts), pauses=pauses, drops=drops, switches=switches, errors=errors)
 
@@ -1006,3 +1018,75 @@ def test_the_segments_after_a_very_short_first_one_end_early_too(text, expected)
     sim.end_input()
     sim.run()
     assert [d.text for d in sim.segments_done] == expected
+
+
+# -- timers: text held for its flush, a stalled first segment -----------------------------
+
+
+def wire(actions: list[Action]) -> list[tuple[str, str]]:
+    """What goes on the wire: ("push", text), ("flush", ""), ("close", "")."""
+    kinds = {Send: "push", SendFlush: "flush", Close: "close"}
+    return [
+        (kinds[type(a)], a.text if isinstance(a, Send) else "") for a in actions if type(a) in kinds
+    ]
+
+
+def test_a_segments_text_waits_for_its_flush_and_goes_out_in_one_push():
+    engine = make_engine(hold=0.25)
+    sent = []
+    for n, token in enumerate(["One", " two", " three", " four.", " Five", " six", " seven"]):
+        sent += engine.feed(token, n * 0.01)
+    # Word by word, this was seven pushes; the server speaks at the flush either way.
+    assert wire(sent) == [("push", "One two three four. "), ("flush", "")]
+    # " Five six " waits since it came (t = 0.05 s), for its flush or `hold`.
+    assert engine.deadline == pytest.approx(0.05 + 0.25)
+    assert engine.tick(0.29) == []
+    assert wire(engine.tick(0.30)) == [("push", "Five six ")]
+    assert engine.deadline is None, "nothing waits"
+    assert wire(engine.end_input(0.4)) == [("push", "seven"), ("close", "")]
+
+
+def test_text_waiting_for_its_flush_goes_out_once_it_is_long():
+    engine = make_engine(hold=0.25)
+    actions = [a for n in range(200) for a in engine.feed("word ", n * 0.001)]
+    # No flush came and no time passed: the length let it go, a push per 256 characters.
+    assert [kind for kind, _ in wire(actions)] == ["push"] * 3
+    assert [len(text) for _, text in wire(actions)] == [260, 260, 260]
+    assert wire(engine.end_input(0.3)) == [("push", "word " * 44), ("close", "")]
+
+
+def test_a_first_segment_stalled_past_its_deadline_ends_at_the_last_whole_word():
+    engine = make_engine(first_segment_deadline=0.25, first_segment_words=5, hold=1.0)
+    actions = []
+    for at, token in [(0.0, "So"), (0.05, " I"), (0.1, " think"), (0.12, " we")]:
+        actions += engine.feed(token, at)
+    assert wire(actions) == [], "five words or a sentence end the first segment"
+    assert engine.deadline == pytest.approx(0.25), "counted from the first word"
+    # "we" may go on ("were"): the push ends at the last whitespace.
+    assert wire(engine.tick(0.25)) == [("push", "So I think "), ("flush", "")]
+    assert engine.deadline is None, "once per turn: later segments have audio playing"
+    actions = engine.feed(" can. Then", 0.5) + engine.end_input(0.6)
+    assert wire(actions) == [("push", "we can. "), ("flush", ""), ("push", "Then"), ("close", "")]
+    assert engine.segments == ["So I think ", "we can. ", "Then"]
+
+
+def test_a_first_segment_deadline_with_no_whole_word_waits_for_one():
+    engine = make_engine(first_segment_deadline=0.25)
+    assert engine.feed("Hel", 0.0) == []
+    assert engine.tick(0.3) == [], "half a word is not said"
+    assert engine.deadline is None
+    assert wire(engine.feed("lo there, friend.", 0.4) + engine.end_input(0.5)) == [
+        ("push", "Hello there, "),
+        ("push", "friend."),
+        ("close", ""),
+    ]
+
+
+def test_a_first_segment_deadline_flushes_words_already_pushed():
+    engine = make_engine(first_segment_deadline=0.25, first_segment_words=5, first_push_words=1)
+    actions = [
+        a for at, t in [(0.0, "So"), (0.05, " I"), (0.1, " think")] for a in engine.feed(t, at)
+    ]
+    assert wire(actions) == [("push", "So "), ("push", "I ")], "pushed at once (no hold)"
+    assert wire(engine.tick(0.25)) == [("flush", "")]
+    assert engine.segments == ["So I ", ""]

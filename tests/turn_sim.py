@@ -123,7 +123,12 @@ def word_offsets(audio: bytes) -> list[int]:
 
 
 def make_engine(
-    context_id: str = "t", *, expect_timestamps: bool = True, **segmenter_options
+    context_id: str = "t",
+    *,
+    expect_timestamps: bool = True,
+    hold: float | None = None,
+    first_segment_deadline: float | None = None,
+    **segmenter_options,
 ) -> TurnEngine:
     return TurnEngine(
         context_id,
@@ -131,6 +136,8 @@ def make_engine(
         bytes_per_second=BYTES_PER_SECOND,
         sample_width=SAMPLE_WIDTH,
         expect_timestamps=expect_timestamps,
+        hold=hold,
+        first_segment_deadline=first_segment_deadline,
     )
 
 
@@ -248,6 +255,13 @@ class FakeCartesia:
 
     def end_input(self) -> list[Action]:
         return self._call("end_input", self.engine.end_input(self._now()))
+
+    def tick_if_due(self) -> list[Action]:
+        """Call `TurnEngine.tick` if its deadline has passed (the clock moves 10 ms a call)."""
+        deadline = self.engine.deadline
+        if deadline is None or self._clock < deadline:
+            return []
+        return self._call("tick", self.engine.tick(self._now()))
 
     def switch_settings(self) -> list[Action]:
         return self._call("switch_settings", self.engine.switch_settings())
@@ -454,6 +468,7 @@ def play(
         before_input()
         sim.feed(token)
         deliver(pauses[i] if i < len(pauses) else 0)
+        sim.tick_if_due()
     before_input()
     sim.end_input()
     deliver(float("inf"))
