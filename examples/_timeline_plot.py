@@ -52,7 +52,7 @@ def draw(timeline: Timeline, path: Path, *, source: str) -> None:
         path: Where to write the PNG.
         source: Where the audio came from, for the subtitle.
     """
-    fig, ax = plt.subplots(figsize=(13, 4.4), dpi=100)
+    fig, ax = plt.subplots(figsize=(12, 5.2), dpi=100)
     end = max([timeline.played.end, *(t.at for t in timeline.tokens)], default=1.0)
     _turn_bands(ax, timeline)
     _tokens(ax, timeline)
@@ -63,25 +63,31 @@ def draw(timeline: Timeline, path: Path, *, source: str) -> None:
 
     ax.set_xlim(0, end + 0.2)
     ax.xaxis.set_major_locator(MultipleLocator(1.0))  # whole seconds, to find printed times
-    ax.set_ylim(0.4, 6.0)
-    ax.set_yticks(list(_LANES), list(_LANES.values()), fontsize=9)
+    ax.set_ylim(0.4, 6.1)
+    ax.set_yticks(list(_LANES), list(_LANES.values()), fontsize=11)
+    ax.tick_params(axis="x", labelsize=10.5)
     ax.tick_params(axis="y", length=0)
-    ax.set_xlabel("seconds from the start (the time axis of bot.wav)")
+    ax.set_xlabel("seconds from the start (the time axis of bot.wav)", fontsize=11)
     ax.grid(axis="x", color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    speed = f", run {timeline.clock.speedup:g}x faster, times scaled back" * (
-        timeline.clock.speedup != 1
-    )
+    speed = timeline.clock.speedup
+    pace = f", run {speed:g}x faster (times scaled back)" if speed != 1 else ""
     ax.set_title(
-        "Voice bot demo: what happened in each turn\n"
-        f"{source}{speed}; colours: flush_id (one segment, one sentence or clause)",
-        fontsize=11,
+        f"Voice bot demo: what happened in each turn\n{source}{pace}; colour: flush_id",
+        fontsize=12.5,
     )
     handles = _legend(timeline)
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=8.5)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    rows = 2
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=-(-len(handles) // rows),
+        frameon=False,
+        fontsize=10.5,
+    )
+    fig.tight_layout(rect=(0, 0.03 + 0.045 * rows, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -99,7 +105,7 @@ def _turn_bands(ax, timeline: Timeline) -> None:
     for turn, start in starts.items():
         stop = ends.get(turn, start)
         ax.axvspan(start, stop, color=_BANDS[turn % 2], zorder=0, linewidth=0)
-        ax.text(start + 0.05, 5.65, f"turn {turn}", fontsize=9, color=_INK, va="center")
+        ax.text(start + 0.05, 5.8, f"turn {turn}", fontsize=11, color=_INK, va="center")
 
 
 def _tokens(ax, timeline: Timeline) -> None:
@@ -114,7 +120,7 @@ def _wire(ax, timeline: Timeline, end: float) -> None:
             "not seen: the demo talked to the real Cartesia API (the emulator records the wire)",
             ha="center",
             va="center",
-            fontsize=9,
+            fontsize=10.5,
             color="#777777",
         )
         return
@@ -164,7 +170,7 @@ def _played(ax, timeline: Timeline) -> None:
                 str(flush_id),
                 ha="center",
                 va="center",
-                fontsize=8,
+                fontsize=10,
                 color="white",
                 fontweight="bold",
             )
@@ -194,13 +200,14 @@ def _barge_in(ax, timeline: Timeline) -> None:
     if timeline.late_events_dropped:
         lines.append(f"late server events dropped: {timeline.late_events_dropped}")
         ax.vlines(timeline.cut, _PLAYED - 0.42, _PLAYED + 0.42, color=_CUT, lw=2.5, zorder=6)
+    # Beside the user's speech, where nothing else is drawn.
     ax.text(
-        barge_in - 0.12,
+        (timeline.user_stops or barge_in) + 0.15,
         _USER,
         "\n".join(lines),
-        ha="right",
+        ha="left",
         va="center",
-        fontsize=8.5,
+        fontsize=10,
         color=_CUT,
         bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5},
     )
