@@ -103,6 +103,11 @@ class PlayedAudio:
         """When the last audio played ends (the WAV's length), in seconds."""
         return len(self.pcm) / 2 / self.sample_rate
 
+    @property
+    def seconds(self) -> float:
+        """Seconds of audio played, silence between frames not counted."""
+        return sum(s.end - s.start for s in self.spans) / self.sample_rate
+
     def play(self, now: float, audio: bytes, context_id: str, flush_id: int | None) -> float:
         """Place one frame; returns when it ends.
 

@@ -122,6 +122,7 @@ def _wire(ax, timeline: Timeline, end: float) -> None:
             va="center",
             fontsize=10.5,
             color="#777777",
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 2},
         )
         return
     pushes = [e.at for e in timeline.wire if e.kind == "push"]

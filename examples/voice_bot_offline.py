@@ -281,6 +281,27 @@ def print_table(player: Player):
         print(f"Segments of turn {turn} played whole: {whole}")
 
 
+def write_outputs(out: Path, timeline: Timeline, emulator: CartesiaEmulator | None):
+    """Write bot.wav, and bot_timeline.png if matplotlib is there."""
+    path = out / "bot.wav"
+    timeline.played.write_wav(path)
+    print(
+        f"Wrote {path}: {timeline.played.end:.2f} s from the start to the last audio played "
+        f"({timeline.played.seconds:.2f} s of it audio, silence where nothing played)"
+    )
+    if emulator is not None:
+        timeline.read_wire(emulator.record)  # what the emulator received, and when
+    else:
+        print("The wire is not drawn: against the real API the demo does not see it")
+    if not can_draw():
+        print(f"No timeline picture: matplotlib is missing ({PLOT_HINT} to get it)")
+        return
+    picture = out / "bot_timeline.png"
+    source = "offline, on the embedded emulator" if emulator else "on the Cartesia API"
+    draw_timeline(timeline, picture, source=source)
+    print(f"Wrote {picture}")
+
+
 async def main():
     """Run the bot on the script and report."""
     parser = argparse.ArgumentParser(
@@ -333,26 +354,10 @@ async def main():
 
         await runner.run()
 
-    print_table(player)
-    path = args.out / "bot.wav"
-    player.audio.write_wav(path)
-    played = sum(s.end - s.start for s in player.audio.spans) / SAMPLE_RATE
-    print(
-        f"\nWrote {path}: {player.audio.end:.2f} s from the start to the last audio played "
-        f"({played:.2f} s of it audio, silence where nothing played)"
-    )
-    if emulator is not None:
-        timeline.read_wire(emulator.record)
-    else:
-        print("The wire is not shown: the real API's side of it is not visible to the demo")
     timeline.late_events_dropped = tts.stats.stale_events_dropped
-    if can_draw():
-        picture = args.out / "bot_timeline.png"
-        source = "offline, on the embedded emulator" if emulator else "the Cartesia API"
-        draw_timeline(timeline, picture, source=source)
-        print(f"Wrote {picture}")
-    else:
-        print(f"No timeline picture: matplotlib is missing ({PLOT_HINT} to get it)")
+    print_table(player)
+    print()
+    write_outputs(args.out, timeline, emulator)
     stats = tts.stats
     print(
         f"Cartesia contexts opened: {stats.contexts_opened}, cancelled on the server: "
