@@ -9,15 +9,27 @@
 A scripted "LLM" streams three answers token by token at an LLM's pace. The
 TTS service pushes them to Cartesia as continuations, one context per answer,
 flushing at each sentence. A player stands in for the output transport: it
-plays audio in real time into ``bot.wav`` and prints a table of every segment
-(turn, flush_id, text, time to first byte, audio length).
+plays audio in real time and prints a table of every segment (turn, flush_id,
+time to first byte, when it played, audio length, text).
 
-In the second answer the user barges in mid-sentence: an ``InterruptionFrame``
-cancels the context on the server, and the table shows where the answer was
-cut and that not one frame of it played afterwards.
+In the second answer the user barges in mid-sentence and talks for a second:
+an ``InterruptionFrame`` cancels the context on the server, and the table
+shows where the answer was cut and that not one frame of it played afterwards.
+
+It writes, in ``--out``:
+
+- ``bot.wav``: what the listener heard, when they heard it: each frame at the
+  time it played, silence in between, so the cut sounds where it happened.
+- ``bot_timeline.png`` (with matplotlib, the ``[plot]`` extra): LLM tokens,
+  pushes and flushes on the wire, audio out of the service and audio played,
+  per flush_id, the barge-in and the cancel, on the WAV's time axis.
+
+All times (printed, drawn, in the WAV) are seconds from the player's start.
+With ``--speedup N`` the run is N times faster and its times are scaled back
+by N, so they read, and the WAV sounds, as in the real-time run.
 
 Offline on an embedded Cartesia emulator by default; against the real API
-when ``CARTESIA_API_KEY`` is set.
+when ``CARTESIA_API_KEY`` is set (the picture then has no wire lane).
 
     python examples/voice_bot_offline.py [--out out] [--speedup N]
 """
@@ -27,12 +39,11 @@ import asyncio
 import os
 import re
 import sys
-import time
-import wave
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _timeline import PLOT_HINT, Clock, PlayedAudio, Timeline, can_draw, draw_timeline
 from loguru import logger
 from pipecat.frames.frames import (
     EndFrame,
@@ -60,6 +71,10 @@ from pipecat_cartesia_ctx.emulator import CartesiaEmulator, Pacing
 
 SAMPLE_RATE = 24000
 VOICE_ID = os.environ.get("CARTESIA_VOICE_ID", "a0e99841-438c-4a64-b679-ae501e7d6091")
+USER_SPEAKS_SECONDS = 1.0  # how long the user talks after barging in
+# Audio the player takes ahead of time, as a sound card's buffer does, so that the
+# event loop's timing jitter never opens gaps between frames.
+PLAYER_BUFFER_SECONDS = 0.04
 
 
 @dataclass
@@ -84,6 +99,14 @@ SCRIPT = [
     ),
     Answer("Sorry, go ahead. The interrupted context was cancelled, and this answer is a new one."),
 ]
+
+
+def offline_emulator(speedup: float) -> CartesiaEmulator:
+    """The embedded Cartesia emulator the demo talks to without an API key."""
+    # ~90 ms to first audio, then a little faster than real time: the long answer
+    # is still being generated when the user barges in, as with a busy server.
+    pacing = Pacing(first_chunk_ms=90 / speedup, speed=1.5 * speedup, chunk_ms=40)
+    return CartesiaEmulator(pacing=pacing)
 
 
 class ScriptedLLM(FrameProcessor):
@@ -115,13 +138,13 @@ class ScriptedLLM(FrameProcessor):
 
 @dataclass
 class Segment:
-    """What the player saw of one segment: its text, timing and played audio."""
+    """What the player saw of one segment: its text, time to first byte and words."""
 
     turn: int
+    context_id: str
     flush_id: int
     text: str = ""
     ttfb: float | None = None
-    audio_seconds: float = 0.0
     words: list[str] = field(default_factory=list)
     complete: bool = False
 
@@ -130,20 +153,21 @@ class Player(FrameProcessor):
     """Plays audio in real time (like an output transport) and records what was played.
 
     Frames wait in this processor's queue until played, so an interruption
-    drops the audio not played yet, exactly as a transport does.
+    drops the audio not played yet, exactly as a transport does. Played audio
+    goes on the timeline at the time it played (`PlayedAudio`), the future
+    ``bot.wav``.
     """
 
-    def __init__(self, speedup: float):
+    def __init__(self, timeline: Timeline):
         super().__init__()
-        self.speedup = speedup
-        self.audio = bytearray()
+        self.timeline = timeline
+        self.clock = timeline.clock
+        self.audio = timeline.played
         self.segments: dict[tuple[str, int], Segment] = {}
-        self.turns: dict[str, int] = {}
         self.words_played: dict[int, int] = {}
         self.ended: set[int] = set()
         self.cut: tuple[int, str, float] | None = None  # turn, context, when
         self.after_cut: dict[str, int] = {}  # frames of the cut context seen after the cut
-        self.started = time.monotonic()
         self._changed = asyncio.Event()
 
     async def process_frame(self, frame, direction):
@@ -153,14 +177,14 @@ class Player(FrameProcessor):
         if self.cut and context_id == self.cut[1] and not isinstance(frame, MetricsFrame):
             self.after_cut[type(frame).__name__] = self.after_cut.get(type(frame).__name__, 0) + 1
         if isinstance(frame, TTSStartedFrame):
-            self.turns.setdefault(frame.context_id, len(self.turns) + 1)
+            self.timeline.turn(frame.context_id)
         elif isinstance(frame, CartesiaTTSAudioRawFrame):
-            seconds = len(frame.audio) / 2 / frame.sample_rate
-            await asyncio.sleep(seconds / self.speedup)  # playing
-            self.audio += frame.audio
-            self._segment(frame.context_id, frame.flush_id).audio_seconds += seconds
-        elif isinstance(frame, TTSTextFrame) and frame.context_id in self.turns:
-            turn = self.turns[frame.context_id]
+            self._segment(frame.context_id, frame.flush_id)
+            ends = self.audio.play(self.clock.now(), frame.audio, frame.context_id, frame.flush_id)
+            # Playing: the next frame is taken just before this one ends.
+            await asyncio.sleep(self.clock.wall(ends - PLAYER_BUFFER_SECONDS - self.clock.now()))
+        elif isinstance(frame, TTSTextFrame) and frame.context_id in self.timeline.turns:
+            turn = self.timeline.turns[frame.context_id]
             self.words_played[turn] = self.words_played.get(turn, 0) + 1
             self._last_segment(frame.context_id).words.append(frame.text)
         elif isinstance(frame, CartesiaFlushDoneFrame):
@@ -169,14 +193,20 @@ class Player(FrameProcessor):
         elif isinstance(frame, MetricsFrame):
             for data in frame.data:
                 if isinstance(data, CartesiaSegmentMetricsData):
-                    self._segment(data.context_id, data.flush_id).ttfb = data.ttfb
-        elif isinstance(frame, TTSStoppedFrame) and frame.context_id in self.turns:
-            self.ended.add(self.turns[frame.context_id])
+                    # On the demo's clock, like every time it prints.
+                    ttfb = data.ttfb * self.clock.speedup
+                    self._segment(data.context_id, data.flush_id).ttfb = ttfb
+        elif isinstance(frame, TTSStoppedFrame) and frame.context_id in self.timeline.turns:
+            self.ended.add(self.timeline.turns[frame.context_id])
         elif isinstance(frame, InterruptionFrame):
-            playing = next(reversed(self.turns), None)
+            playing = next(reversed(self.timeline.turns), None)
             if playing is not None:
-                turn = self.turns[playing]
-                self.cut = (turn, playing, time.monotonic() - self.started)
+                # Like a transport clearing its buffer: silence from this moment on.
+                now = self.clock.now()
+                self.audio.cut(now)
+                turn = self.timeline.turns[playing]
+                self.cut = (turn, playing, now)
+                self.timeline.cut = now
                 self.ended.add(turn)
         self._changed.set()
         await self.push_frame(frame, direction)
@@ -184,7 +214,8 @@ class Player(FrameProcessor):
     def _segment(self, context_id: str, flush_id: int) -> Segment:
         key = (context_id, flush_id)
         if key not in self.segments:
-            self.segments[key] = Segment(self.turns.get(context_id, 0), flush_id)
+            turn = self.timeline.turns.get(context_id, 0)
+            self.segments[key] = Segment(turn, context_id, flush_id)
         return self.segments[key]
 
     def _last_segment(self, context_id: str) -> Segment:
@@ -200,44 +231,75 @@ class Player(FrameProcessor):
 
 
 async def converse(llm: ScriptedLLM, player: Player, worker: PipelineWorker):
-    """Play the script: each answer streams; on cue, the user barges in."""
+    """Play the script: each answer streams; on cue, the user barges in and talks a while."""
+    timeline, clock = player.timeline, player.clock
     for number, answer in enumerate(SCRIPT, start=1):
-        print(f"[{time.monotonic() - player.started:5.1f}s] bot answers (turn {number})")
+        print(f"[{clock.now():6.2f} s] bot answers (turn {number})")
         streaming = asyncio.create_task(llm.stream(answer.text))
         if answer.barge_in_after_words:
             await player.wait_until(
                 lambda n=number, w=answer.barge_in_after_words: player.words_played.get(n, 0) >= w
             )
-            print(f"[{time.monotonic() - player.started:5.1f}s] user barges in: InterruptionFrame")
+            timeline.barge_in = clock.now()
+            print(f"[{timeline.barge_in:6.2f} s] user barges in: InterruptionFrame")
             await worker.queue_frame(InterruptionFrame())
         await streaming
         await player.wait_until(lambda n=number: n in player.ended)
+        if answer.barge_in_after_words:
+            # The scripted user is talking: the bot answers once they stop.
+            await asyncio.sleep(clock.wall(timeline.barge_in + USER_SPEAKS_SECONDS - clock.now()))
+            timeline.user_stops = clock.now()
+            print(f"[{timeline.user_stops:6.2f} s] user stops talking")
     await worker.queue_frame(EndFrame())
 
 
 def print_table(player: Player):
-    """Print one row per segment, and what happened at the barge-in."""
+    """Print one row per segment (when it played, on the WAV's clock), and the barge-in."""
     print()
-    print(f"{'turn':>4}  {'flush_id':>8}  {'TTFB ms':>7}  {'audio ms':>8}  text")
+    header = f"{'turn':>4}  {'flush_id':>8}  {'TTFB ms':>7}  {'played at (s)':>13}  {'audio ms':>8}"
+    print(f"{header}  text")
     for segment in sorted(player.segments.values(), key=lambda s: (s.turn, s.flush_id)):
         ttfb = f"{segment.ttfb * 1000:7.0f}" if segment.ttfb is not None else "      -"
+        played = player.audio.played(segment.context_id, segment.flush_id)
         if segment.complete:
             text = segment.text.strip()
-        elif segment.audio_seconds:
+        elif played:
             text = f"[CUT after: {' '.join(segment.words)!r}]"
         else:
             text = "[generated, never played]"
-        audio_ms = f"{segment.audio_seconds * 1000:8.0f}"
-        print(f"{segment.turn:>4}  {segment.flush_id:>8}  {ttfb}  {audio_ms}  {text}")
+        at = f"{played[0]:5.2f} - {played[1]:5.2f}" if played else f"{'-':>13}"
+        audio_ms = f"{played[2] * 1000 if played else 0:8.0f}"
+        print(f"{segment.turn:>4}  {segment.flush_id:>8}  {ttfb}  {at}  {audio_ms}  {text}")
     if player.cut:
         turn, context_id, when = player.cut
         after = sum(player.after_cut.values())
         print(
-            f"\nBarge-in at {when:.1f} s cut turn {turn} (context {context_id}); "
-            f"frames of that context played afterwards: {after}"
+            f"\nBarge-in at {player.timeline.barge_in:.2f} s cut turn {turn} at {when:.2f} s "
+            f"(context {context_id}); frames of that context played afterwards: {after}"
         )
         whole = sum(s.turn == turn and s.complete for s in player.segments.values())
         print(f"Segments of turn {turn} played whole: {whole}")
+
+
+def write_outputs(out: Path, timeline: Timeline, emulator: CartesiaEmulator | None):
+    """Write bot.wav, and bot_timeline.png if matplotlib is there."""
+    path = out / "bot.wav"
+    timeline.played.write_wav(path)
+    print(
+        f"Wrote {path}: {timeline.played.end:.2f} s from the start to the last audio played "
+        f"({timeline.played.seconds:.2f} s of it audio, silence where nothing played)"
+    )
+    if emulator is not None:
+        timeline.read_wire(emulator.record)  # what the emulator received, and when
+    else:
+        print("The wire is not drawn: against the real API the demo does not see it")
+    if not can_draw():
+        print(f"No timeline picture: matplotlib is missing ({PLOT_HINT} to get it)")
+        return
+    picture = out / "bot_timeline.png"
+    source = "offline, on the embedded emulator" if emulator else "on the Cartesia API"
+    draw_timeline(timeline, picture, source=source)
+    print(f"Wrote {picture}")
 
 
 async def main():
@@ -245,7 +307,9 @@ async def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=Path("out"), help="folder for bot.wav")
+    parser.add_argument(
+        "--out", type=Path, default=Path("out"), help="folder for bot.wav and bot_timeline.png"
+    )
     parser.add_argument(
         "--speedup", type=float, default=1.0, help="play and stream N times faster than real time"
     )
@@ -254,16 +318,14 @@ async def main():
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
 
+    emulator = None
     async with AsyncExitStack() as stack:
         api_key = os.environ.get("CARTESIA_API_KEY")
         if api_key:
             print("Using the Cartesia API (CARTESIA_API_KEY is set)")
             url_kwargs = {}
         else:
-            # ~90 ms to first audio, then a little faster than real time: the long answer
-            # is still being generated when the user barges in, as with a busy server.
-            pacing = Pacing(first_chunk_ms=90 / args.speedup, speed=1.5 * args.speedup, chunk_ms=40)
-            emulator = await stack.enter_async_context(CartesiaEmulator(pacing=pacing))
+            emulator = await stack.enter_async_context(offline_emulator(args.speedup))
             print(f"Offline: using the local Cartesia emulator at {emulator.url}")
             api_key, url_kwargs = "offline", {"url": emulator.url}
 
@@ -274,9 +336,12 @@ async def main():
             **url_kwargs,
         )
         llm = ScriptedLLM(tokens_per_second=25 * args.speedup)
-        player = Player(speedup=args.speedup)
+        # One clock for everything, from the player's start; the timeline stamps
+        # tokens as they leave the LLM and audio as it leaves the TTS service.
+        timeline = Timeline(Clock(args.speedup), PlayedAudio(SAMPLE_RATE))
+        player = Player(timeline)
         worker = PipelineWorker(
-            Pipeline([llm, tts, player]),
+            Pipeline([llm, timeline.tokens_tap(), tts, timeline.audio_tap(), player]),
             params=PipelineParams(audio_out_sample_rate=SAMPLE_RATE, enable_metrics=True),
             cancel_on_idle_timeout=False,
         )
@@ -289,14 +354,10 @@ async def main():
 
         await runner.run()
 
+    timeline.late_events_dropped = tts.stats.stale_events_dropped
     print_table(player)
-    path = args.out / "bot.wav"
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes(bytes(player.audio))
-    print(f"\nWrote {path} ({len(player.audio) / 2 / SAMPLE_RATE:.1f} s played)")
+    print()
+    write_outputs(args.out, timeline, emulator)
     stats = tts.stats
     print(
         f"Cartesia contexts opened: {stats.contexts_opened}, cancelled on the server: "

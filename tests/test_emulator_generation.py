@@ -102,6 +102,33 @@ async def test_golden_trace(conn, emu):
     }
 
 
+async def test_the_record_stamps_each_input_and_the_cancel_with_when_it_arrived(conn, emu):
+    """On the program's own monotonic clock, between the send and the record having it."""
+    ctx = new_context(conn)
+
+    def inputs(record) -> int:
+        context = record.contexts.get(ctx.context_id)
+        return len(context.inputs) if context else 0
+
+    stamps = [time.monotonic()]
+    await ctx.push("Stay hungry, ")
+    await emu.record.wait_for(lambda r: inputs(r) == 1)
+    stamps.append(time.monotonic())
+    await ctx.flush()
+    await emu.record.wait_for(lambda r: inputs(r) == 2)
+    stamps.append(time.monotonic())
+    assert emu.record.context(ctx.context_id).cancelled_at is None
+    await ctx.cancel()
+    await emu.record.wait_for(lambda r: r.context(ctx.context_id).cancelled)
+    stamps.append(time.monotonic())
+
+    record = emu.record.context(ctx.context_id)
+    assert [i.kind for i in record.inputs] == ["push", "flush"]
+    arrivals = [i.received_at for i in record.inputs] + [record.cancelled_at]
+    for before, arrived, after in zip(stamps[:-1], arrivals, stamps[1:], strict=True):
+        assert before <= arrived <= after
+
+
 async def test_flush_ids_count_1_2_3_and_each_flush_done_follows_its_audio(conn):
     ctx = new_context(conn)
     sentences = ["First one. ", "Second sentence here. ", "Third and last."]

@@ -6,9 +6,11 @@ import asyncio
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,23 +46,111 @@ def read_wav(path: Path) -> np.ndarray:
     return samples
 
 
-def test_the_voice_bot_demo_cuts_the_barged_in_answer_and_plays_nothing_of_it_after(tmp_path):
-    out = run_example("voice_bot_offline.py", tmp_path, "--speedup", "8", play=True)
-    rows = [line.split(None, 4) for line in out.splitlines() if re.match(r"^\s+\d+\s+\d+\s", line)]
-    turns = {int(row[0]) for row in rows}
+# A row of the demo's table: turn, flush_id, TTFB, when it played (or "-"), audio ms, text.
+DEMO_ROW = re.compile(
+    r"^\s*(\d+)\s+(\d+)\s+(?:\d+|-)\s+(?:(\d+\.\d+)\s+-\s+(\d+\.\d+)|-)\s+(\d+)\s+(.*)$"
+)
+
+
+@dataclass
+class DemoRun:
+    out: str
+    folder: Path
+    rows: list[tuple[int, int, float | None, float | None, str]]  # turn, flush_id, start, end, text
+
+    @property
+    def cut_at(self) -> float:
+        return float(re.search(r"cut turn 2 at ([\d.]+) s", self.out).group(1))
+
+
+def run_demo(folder: Path, env: dict[str, str] | None = None) -> DemoRun:
+    # 8 times faster; the demo's times (and its WAV) are scaled back to real time.
+    out = run_example("voice_bot_offline.py", folder, "--speedup", "8", play=True, env=env)
+    rows = []
+    for line in out.splitlines():
+        if match := DEMO_ROW.match(line):
+            turn, flush_id, start, end, _, text = match.groups()
+            start, end = (float(start), float(end)) if start else (None, None)
+            rows.append((int(turn), int(flush_id), start, end, text))
+    return DemoRun(out, folder, rows)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> DemoRun:
+    """One run of the demo, read by several tests."""
+    return run_demo(tmp_path_factory.mktemp("demo"))
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((samples / 32768.0) ** 2))) if len(samples) else 0.0
+
+
+def test_the_voice_bot_demo_cuts_the_barged_in_answer_and_plays_nothing_of_it_after(demo):
+    turns = {row[0] for row in demo.rows}
     assert turns == {1, 2, 3}
-    cut = [row for row in rows if "[CUT after:" in row[4]]
+    cut = [row for row in demo.rows if row[4].startswith("[CUT after:")]
     assert len(cut) == 1
-    assert cut[0][0] == "2"
+    assert cut[0][0] == 2
     # Each turn's played segments are numbered 1, 2, 3... in order.
     for turn in turns:
-        ids = [int(row[1]) for row in rows if int(row[0]) == turn]
+        ids = [row[1] for row in demo.rows if row[0] == turn]
         assert ids == list(range(1, len(ids) + 1))
-    assert "frames of that context played afterwards: 0" in out
-    assert "cancelled on the server: 1" in out
-    samples = read_wav(tmp_path / "bot.wav")
-    played = float(re.search(r"\(([\d.]+) s played\)", out).group(1))
-    assert len(samples) / 24000 == pytest.approx(played, abs=0.05)
+    assert "frames of that context played afterwards: 0" in demo.out
+    assert "cancelled on the server: 1" in demo.out
+    # Nothing of turn 2 played after the cut, and turn 3 began after it.
+    assert max(row[3] for row in demo.rows if row[0] == 2 and row[3]) <= demo.cut_at + 0.01
+    assert min(row[2] for row in demo.rows if row[0] == 3 and row[2]) > demo.cut_at
+
+
+def test_the_demo_wav_has_sound_at_the_printed_times_and_silence_elsewhere(demo):
+    rate = 24000
+    samples = read_wav(demo.folder / "bot.wav")
+    # The WAV runs on the demo's clock, from its start to the end of the last audio played.
+    length = float(re.search(r"bot\.wav: ([\d.]+) s from the start", demo.out).group(1))
+    played = [(row[2], row[3]) for row in demo.rows if row[2] is not None]
+    assert len(samples) / rate == pytest.approx(length, abs=0.01)
+    assert len(samples) / rate == pytest.approx(max(end for _, end in played), abs=0.01)
+    # Every segment sounds while the table says it played...
+    for start, end in played:
+        assert rms(samples[round(start * rate) : round(end * rate)]) > 0.01, (start, end)
+    # ...and nothing sounds anywhere else (times are printed to 10 ms).
+    heard = np.zeros(len(samples), dtype=bool)
+    for start, end in played:
+        heard[max(0, round((start - 0.01) * rate)) : round((end + 0.01) * rate)] = True
+    assert not np.any(samples[~heard])
+    # The cut is audible where it happened: sound just before it, then silence until the
+    # next answer, while the user talks (a second in the script).
+    cut = round(demo.cut_at * rate)
+    next_answer = round(min(row[2] for row in demo.rows if row[0] == 3 and row[2]) * rate)
+    assert rms(samples[cut - rate // 4 : cut - rate // 100]) > 0.01
+    assert next_answer - cut > 0.8 * rate
+    assert not np.any(samples[cut + rate // 100 : next_answer - rate // 100])
+
+
+def test_the_demo_draws_its_timeline(demo):
+    if not os.environ.get("CI"):  # CI installs the [plot] extra: there, no picture fails
+        pytest.importorskip("matplotlib")
+    picture = demo.folder / "bot_timeline.png"
+    assert f"Wrote {picture}" in demo.out
+    data = picture.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+    assert width >= 800, "readable at README size"
+    assert height >= 300
+    assert len(data) > 20_000, "a picture, not an empty canvas"
+
+
+def test_without_matplotlib_the_demo_runs_and_says_how_to_get_the_picture(tmp_path):
+    hidden = tmp_path / "hide" / "matplotlib"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('matplotlib hidden by the test')\n")
+    env = {**OFFLINE_ENV, "PYTHONPATH": str(hidden.parent)}
+    run = run_demo(tmp_path / "out", env=env)
+    hint = "No timeline picture: matplotlib is missing (pip install 'pipecat-cartesia-ctx[plot]'"
+    assert [line for line in run.out.splitlines() if "timeline" in line] == [hint + " to get it)"]
+    assert not (tmp_path / "out" / "bot_timeline.png").exists()
+    read_wav(tmp_path / "out" / "bot.wav")
+    assert {row[0] for row in run.rows} == {1, 2, 3}
 
 
 def test_two_contexts_example_keeps_interleaved_audio_apart(tmp_path):

@@ -33,10 +33,14 @@ class InputRecord:
     Parameters:
         kind: ``"push"``, ``"flush"`` or ``"close"``.
         transcript: Its text (possibly empty).
+        received_at: When the emulator read it off the socket, in
+            ``time.monotonic()`` seconds, so that an emulator embedded in a
+            program can be put on that program's own timeline.
     """
 
     kind: Literal["push", "flush", "close"]
     transcript: str
+    received_at: float
 
 
 @dataclass
@@ -53,6 +57,8 @@ class ContextRecord:
             flush, the close or the buffer delay released). Prosody does not
             cross from one to the next, so ``"Dr."`` alone here is a defect.
         cancelled: A cancel was received.
+        cancelled_at: When the emulator read that cancel, in ``time.monotonic()``
+            seconds (see `InputRecord.received_at`); None without a cancel.
         done: ``done`` was sent.
         events: Types of the messages sent, in order.
         audio_bytes: Bytes of audio sent, by flush id.
@@ -72,6 +78,7 @@ class ContextRecord:
     inputs: list[InputRecord] = field(default_factory=list)
     generations: list[str] = field(default_factory=list)
     cancelled: bool = False
+    cancelled_at: float | None = None
     done: bool = False
     events: list[str] = field(default_factory=list)
     audio_bytes: dict[int, int] = field(default_factory=dict)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Coroutine
@@ -138,6 +139,7 @@ class Session:
     # -- requests -------------------------------------------------------------
 
     async def _on_message(self, raw: str | bytes) -> None:
+        received_at = time.monotonic()  # before parsing, which a huge transcript makes slow
         try:
             obj = dict(json_object(raw, InvalidRequestError, "request"))
         except InvalidRequestError as e:
@@ -176,7 +178,7 @@ class Session:
         try:
             message = parse_request(obj, context.state.opening if context else None)
             if isinstance(message, CancelRequest):
-                self._cancel(message.context_id, context, record)
+                self._cancel(message.context_id, context, record, received_at)
                 return
             refused = self._emu.faults.refuse_transcripts_containing
             if refused and refused in message.transcript:
@@ -195,7 +197,7 @@ class Session:
             f"{self._who}: context {message.context_id}: "
             f"{message.kind} of {len(message.transcript)} chars"
         )
-        record.inputs.append(InputRecord(message.kind, message.transcript))
+        record.inputs.append(InputRecord(message.kind, message.transcript, received_at))
         self._emu.record.changed()
 
     def _open(self, message: GenerationRequest, record: ContextRecord) -> EmulatedContext:
@@ -215,12 +217,16 @@ class Session:
         return context
 
     def _cancel(
-        self, context_id: str, context: EmulatedContext | None, record: ContextRecord | None
+        self,
+        context_id: str,
+        context: EmulatedContext | None,
+        record: ContextRecord | None,
+        received_at: float,
     ) -> None:
         # Cancelling an unknown or finished context is ignored.
         if context is None or record is None or not context.cancel():
             return
-        record.cancelled = True
+        record.cancelled, record.cancelled_at = True, received_at
         logger.debug(f"{self._who}: context {context_id} cancelled")
         self._emu.record.changed()
 
