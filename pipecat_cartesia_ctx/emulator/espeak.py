@@ -18,8 +18,6 @@ same samples (`espeak_lib.VARIANT`), so renderings are cached, bounded in bytes.
 
 from __future__ import annotations
 
-import re
-from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,24 +26,19 @@ import numpy as np
 
 from ..audio import encode_float
 from . import espeak_lib
-from .espeak_lib import END, PHONEME, WORD, Event
+from .espeak_words import parts, spans, unmarked, word_tokens
 from .soundcache import DEFAULT_CACHE_BYTES, SoundCache
 from .voice import (
     _ANY_TAG,
-    _CJK,
     _CLAUSE_END,
     _CLOSING_QUOTES,
-    _SELF_CLOSING_TAG,
     _SENTENCE_END,
     Layout,
     Span,
     Speech,
-    _break_seconds,
     _silence,
 )
 
-_TOKEN = re.compile(r"\S+")
-_STRESS = str.maketrans("", "", "ˈˌ")
 # The top of the band rolls off over this fraction of the new Nyquist frequency:
 # a brick-wall cut would ring around every consonant.
 _ROLL_OFF = 0.1
@@ -79,24 +72,29 @@ class EspeakVoice:
     """Real words from espeak-ng, with word timestamps from espeak's own events.
 
     Parameters:
-        language: An espeak voice (``"en-us"``, ``"en-gb"``, ``"fr"``, ...).
-        level: Scale of espeak's output at ``volume`` 1 (its peaks are ~0.65).
+        language: An espeak-ng voice: ``"en-us"``, ``"en"`` (British), ``"fr"``,
+            ``"de"``, ... (``espeak-ng --voices`` lists them).
+        level: Scale of espeak's output at ``volume`` 1. espeak peaks near 0.8
+            of full scale: 0.5 keeps ``volume`` 2.0 (Cartesia's most) unclipped.
         cache_bytes: Bytes kept for reuse, least recently used dropped first:
             this much of encoded audio, and as much of espeak's own renderings.
 
     Raises:
         VoiceUnavailableError: The ``[voice]`` extra is not installed.
+        ValueError: espeak-ng has no voice ``language``.
     """
 
     def __init__(
         self,
         *,
         language: str = "en-us",
-        level: float = 0.75,
+        level: float = 0.5,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
     ):
         self._espeak = espeak_lib.load()
         self.language = language
+        self._voice = f"{language}+{espeak_lib.VARIANT}"
+        self._espeak.select(self._voice)  # a bad name fails here, not in a render
         self.level = level
         self.cache: SoundCache[bytes] = SoundCache(cache_bytes)
         self.renderings: SoundCache[_Rendering] = SoundCache(cache_bytes)
@@ -131,7 +129,7 @@ class EspeakVoice:
         words: list[Span] = []
         phonemes: list[Span] = []
         at = 0
-        for part in _parts(text):
+        for part in parts(text):
             if isinstance(part, float):
                 at += round(part * sample_rate)
                 continue
@@ -230,116 +228,21 @@ class EspeakVoice:
         return self.renderings.get_or_make(key, lambda: self._render(part, speed))
 
     def _render(self, part: str, speed: float) -> _Rendering:
-        tokens = _tokens(part)
-        # Tags become spaces, so espeak's character positions stay those of the text.
-        plain = _ANY_TAG.sub(lambda tag: " " * len(tag.group()), part)
+        words = word_tokens(part)
+        plain = unmarked(part)
         if not plain.strip():
-            return _Rendering(np.zeros(0, dtype=np.int16), [(t, 0, 0) for t, _, _ in tokens], [])
-        last = _ANY_TAG.sub("", tokens[-1][0]).rstrip(_CLOSING_QUOTES) if tokens else ""
+            return _Rendering(np.zeros(0, dtype=np.int16), [(w, 0, 0) for w, _, _ in words], [])
+        last = _ANY_TAG.sub("", words[-1][0]).rstrip(_CLOSING_QUOTES) if words else ""
         utterance = self._espeak.synthesize(
             plain,
-            voice=f"{self.language}+{espeak_lib.VARIANT}",
+            voice=self._voice,
             rate=round(espeak_lib.NORMAL_RATE * speed),
             # The pause after a sentence or clause at the end, as espeak makes it
             # inside the text; none mid-sentence (a long text cut in pieces).
             end_pause=last.endswith(_SENTENCE_END + _CLAUSE_END),
         )
-        words, phonemes = _spans(tokens, utterance.events, len(utterance.samples))
-        return _Rendering(utterance.samples, words, phonemes)
-
-
-def _parts(text: str) -> list[str | float]:
-    """``text`` as the pieces espeak renders (str) and breaks (seconds), in order."""
-    parts: list[str | float] = []
-    pos = 0
-    for tag in _SELF_CLOSING_TAG.finditer(text):
-        parts.append(text[pos : tag.start()])
-        if tag.group(1).lower() == "break" and (seconds := _break_seconds(tag.group(0))):
-            parts.append(seconds)
-        pos = tag.end()
-    parts.append(text[pos:])
-    return [p for p in parts if not isinstance(p, str) or p.strip()]
-
-
-def _tokens(text: str) -> list[tuple[str, int, int]]:
-    """The words of the timestamps, with where each is in ``text``.
-
-    Whitespace tokens as sent, punctuation attached; Chinese and Japanese one
-    character per token, as `SyntheticVoice` and Cartesia give them.
-    """
-    tokens: list[tuple[str, int, int]] = []
-    for match in _TOKEN.finditer(text):
-        if _CJK.search(match.group()):
-            tokens += [
-                (ch, match.start() + i, match.start() + i + 1) for i, ch in enumerate(match.group())
-            ]
-        else:
-            tokens.append((match.group(), match.start(), match.end()))
-    return tokens
-
-
-def _spans(
-    tokens: list[tuple[str, int, int]], events: list[Event], total: int
-) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
-    """Each token's span and each phoneme's, in samples, from espeak's events."""
-    ends = [end for _, _, end in tokens]
-    timed: dict[int, list[int]] = {}  # token -> [start, end]: tokens with a word event
-    phonemes: list[tuple[str, int, int]] = []
-    word: int | None = None  # the token being spoken
-    word_at = 0  # its word event
-    started: int | None = None  # its first phoneme
-    phoneme: tuple[str, int] | None = None
-
-    def close_word(sample: int) -> None:
-        nonlocal word
-        if word is not None:
-            start = word_at if started is None else started
-            span = timed.setdefault(word, [start, sample])
-            span[0], span[1] = min(span[0], start), max(span[1], sample)
-            word = None
-
-    for event in [*events, Event(END, 0, total, "")]:
-        if phoneme is not None:  # any event ends the phoneme before it
-            phonemes.append((phoneme[0], phoneme[1], event.sample))
-            phoneme = None
-        if event.kind == WORD:
-            close_word(event.sample)  # a word ends where the next begins (its lead-in excluded)
-            word = min(bisect_right(ends, event.char), len(tokens) - 1) if tokens else None
-            word_at, started = event.sample, None
-        elif event.kind == PHONEME and event.name:
-            phoneme = (event.name.translate(_STRESS), event.sample)
-            if word is not None and started is None:
-                started = event.sample
-        else:  # a pause (a phoneme with no name), a clause's end, the end
-            close_word(event.sample)
-    return _share(tokens, timed), phonemes
-
-
-def _share(
-    tokens: list[tuple[str, int, int]], timed: dict[int, list[int]]
-) -> list[tuple[str, int, int]]:
-    """Every token's span: a token with no word event of its own shares the one before.
-
-    Tokens before the first timed one share its span too. Shares follow the
-    letters; a token with none (a dash) gets an empty span where it falls.
-    """
-    spans = [(text, 0, 0) for text, _, _ in tokens]
-    anchors = sorted(timed)
-    for k, anchor in enumerate(anchors):
-        group = range(
-            0 if k == 0 else anchor, anchors[k + 1] if k + 1 < len(anchors) else len(tokens)
-        )
-        start, end = timed[anchor]
-        weights = [
-            max(sum(ch.isalnum() for ch in _ANY_TAG.sub("", tokens[i][0])), int(i == anchor))
-            for i in group
-        ]
-        total, done = sum(weights), 0
-        for i, weight in zip(group, weights, strict=True):
-            a = start + (end - start) * done // total
-            done += weight
-            spans[i] = (tokens[i][0], a, start + (end - start) * done // total)
-    return spans
+        timed, phonemes = spans(words, utterance.events, len(utterance.samples))
+        return _Rendering(utterance.samples, timed, phonemes)
 
 
 def _resample(samples: np.ndarray, n: int) -> np.ndarray:

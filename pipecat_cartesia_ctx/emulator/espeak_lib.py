@@ -129,6 +129,15 @@ class Espeak:
         self._callback = _Callback(self._collect)  # kept: espeak holds only a pointer
         self._lib.espeak_SetSynthCallback(self._callback)
 
+    def select(self, voice: str) -> None:
+        """Make ``voice`` espeak's current voice.
+
+        Raises:
+            ValueError: espeak has no such voice.
+        """
+        with _LOCK:
+            self._select(voice)
+
     def synthesize(self, text: str, voice: str, rate: int, end_pause: bool) -> Utterance:
         """Render ``text``.
 
@@ -145,10 +154,7 @@ class Espeak:
         data = text.encode("utf-8")
         flags = _CHARS_UTF8 | (_END_PAUSE if end_pause else 0)
         with _LOCK:
-            if voice != self._voice:
-                if self._lib.espeak_SetVoiceByName(voice.encode()) != _STATUS_OK:
-                    raise ValueError(f"espeak-ng has no voice {voice!r}")
-                self._voice = voice
+            self._select(voice)
             self._lib.espeak_SetParameter(_RATE, min(max(rate, MIN_RATE), MAX_RATE), 0)
             self._chunks, self._events = [], []
             status = self._lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, flags, None, None)
@@ -157,6 +163,13 @@ class Espeak:
             raise RuntimeError(f"espeak-ng failed to render (status {status})")
         samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
         return Utterance(samples, events)
+
+    def _select(self, voice: str) -> None:
+        if voice != self._voice:  # loading a voice reads its dictionary: only on a change
+            if self._lib.espeak_SetVoiceByName(voice.encode()) != _STATUS_OK:
+                self._voice = None  # espeak may be left between voices
+                raise ValueError(f"espeak-ng has no voice {voice!r}")
+            self._voice = voice
 
     def _collect(self, wav, count: int, events) -> int:
         if wav and count > 0:
