@@ -8,12 +8,16 @@
 
 ``python -m pipecat_cartesia_ctx.emulator`` (or ``cartesia-emulator``) runs it
 from the command line; `CartesiaEmulator` runs it inside a program or a test.
+``CartesiaEmulator(voice="espeak")`` speaks real words (the ``[voice]`` extra;
+`espeak_available` says whether it is installed).
 """
 
 from .config import Behavior, CancelBehavior, Faults, InjectedError, Pacing
+from .espeak import EspeakVoice
 from .record import ConnectionRecord, ContextRecord, EmulatorRecord, InputRecord
 from .server import CartesiaEmulator
 from .voice import Speech, SyntheticVoice
+from .voices import Voice, VoiceUnavailableError, espeak_available
 
 __all__ = [
     "Behavior",
@@ -22,10 +26,14 @@ __all__ = [
     "ConnectionRecord",
     "ContextRecord",
     "EmulatorRecord",
+    "EspeakVoice",
     "Faults",
     "InjectedError",
     "InputRecord",
     "Pacing",
     "Speech",
     "SyntheticVoice",
+    "Voice",
+    "VoiceUnavailableError",
+    "espeak_available",
 ]

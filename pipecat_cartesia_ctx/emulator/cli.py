@@ -21,6 +21,7 @@ from loguru import logger
 
 from .config import Behavior, CancelBehavior, Pacing
 from .server import CartesiaEmulator
+from .voices import VOICE_NAMES, VoiceUnavailableError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = Pacing()
     parser = argparse.ArgumentParser(
         prog="cartesia-emulator",
-        description="Local Cartesia TTS WebSocket server (contexts API) with a synthetic voice.",
+        description="Local Cartesia TTS WebSocket server (contexts API) with a synthetic voice, "
+        "or espeak-ng's real words (--voice espeak).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 = any free)")
@@ -51,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="models",
         metavar="MODEL_ID",
         help="accept only these model ids (repeatable; default: Cartesia's model ids)",
+    )
+    parser.add_argument(
+        "--voice",
+        choices=VOICE_NAMES,
+        default="synthetic",
+        help="synthetic: deterministic, predictable from the text (default); espeak: real words "
+        "through espeak-ng, offline (pip install 'pipecat-cartesia-ctx[voice]')",
     )
     parser.add_argument(
         "--log-level",
@@ -150,6 +159,7 @@ async def serve(args: argparse.Namespace) -> None:
         max_concurrent_contexts=args.max_concurrent_contexts,
         max_connections=args.max_connections,
         idle_timeout=args.idle_timeout or None,
+        voice=args.voice,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -158,6 +168,7 @@ async def serve(args: argparse.Namespace) -> None:
     async with emulator:
         print(f"Cartesia emulator listening on {emulator.url}", flush=True)
         print(f"  official SDK: Cartesia(websocket_base_url={emulator.base_url!r})", flush=True)
+        print(f"  voice: {args.voice}", flush=True)
         print("  stop with Ctrl-C", flush=True)
         await stop.wait()
     print("Cartesia emulator stopped", flush=True)
@@ -182,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         asyncio.run(serve(args))
+    except VoiceUnavailableError as e:
+        print(f"cartesia-emulator: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"cartesia-emulator: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 1

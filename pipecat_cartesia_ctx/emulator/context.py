@@ -15,6 +15,7 @@ legal, exactly as the client does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import re
 from collections import deque
@@ -380,12 +381,19 @@ class EmulatedContext:
         self, segment: _Segment, text: str, encoding: str, rate: int
     ) -> tuple[Layout, bytes]:
         voice = self._host.voice
-        layout = voice.layout(
+        lay_out = functools.partial(
+            voice.layout,
             text,
             rate,
             offset_samples=self._offset_samples,
             generation_config=segment.generation_config,
         )
+        # A voice that must render to know where its words fall (espeak) says so
+        # with None: it lays the piece out in a thread.
+        layout = lay_out(render=False)
+        if layout is None:
+            layout = await asyncio.to_thread(lay_out)
+        assert layout is not None  # rendering on: never None
         # Words heard before come from the voice's cache at once; rendering a new
         # one takes ~3 ms per audio second, so a piece with any goes to a thread,
         # where it does not hold up other contexts' chunks or the reading of cancels.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..protocol import ServerEvent
 from .config import Behavior, Pacing
 from .pacer import Pacer
-from .voice import SyntheticVoice
+from .voices import Voice
 
 if TYPE_CHECKING:
     from .context import EmulatedContext
@@ -26,7 +26,7 @@ class ContextHost(Protocol):
 
     pacing: Pacing
     behavior: Behavior
-    voice: SyntheticVoice
+    voice: Voice
     pacer: Pacer
 
     async def send(self, event: ServerEvent, context: EmulatedContext) -> None:

@@ -19,6 +19,7 @@ renders the next piece's new words while the current one plays.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -31,7 +32,8 @@ from loguru import logger
 from ..protocol import Chunk, ServerEvent
 from ..protocol.text import tag_end
 from .config import Pacing
-from .voice import Span, SyntheticVoice
+from .voice import Layout, Span
+from .voices import Voice
 
 # Renders ahead of time (`prefetch`), one at a time, for every emulator in the process.
 _AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-render-ahead")
@@ -60,7 +62,7 @@ def pieces(text: str) -> list[str]:
 
 
 def prefetch(
-    voice: SyntheticVoice,
+    voice: Voice,
     text: str,
     rate: int,
     encoding: str,
@@ -73,12 +75,27 @@ def prefetch(
     the one before plays, it comes from the cache. Only the cache changes: what
     is sent is the same.
     """
-    layout = voice.layout(text, rate, generation_config=generation_config)
-    if not voice.cached(layout, encoding):
+    layout = voice.layout(text, rate, generation_config=generation_config, render=False)
+    if layout is None or not voice.cached(layout, encoding):
         # One thread of its own: rendering ahead never delays a render that a
         # first chunk waits for (those go to the loop's default executor).
-        done = asyncio.get_running_loop().run_in_executor(_AHEAD, voice.encode, layout, encoding)
+        render = functools.partial(_render, voice, layout, text, rate, encoding, generation_config)
+        done = asyncio.get_running_loop().run_in_executor(_AHEAD, render)
         done.add_done_callback(_report_failure)
+
+
+def _render(
+    voice: Voice,
+    layout: Layout | None,
+    text: str,
+    rate: int,
+    encoding: str,
+    generation_config: Mapping[str, Any] | None,
+) -> None:
+    if layout is None:  # the voice renders to lay out (espeak): that is the rendering
+        layout = voice.layout(text, rate, generation_config=generation_config)
+    assert layout is not None  # rendering on: never None
+    voice.encode(layout, encoding)
 
 
 def _report_failure(done: asyncio.Future) -> None:

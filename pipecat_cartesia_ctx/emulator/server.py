@@ -35,7 +35,7 @@ from .config import Behavior, Faults, Pacing
 from .pacer import Pacer
 from .record import ConnectionRecord, EmulatorRecord
 from .session import Session
-from .voice import SyntheticVoice
+from .voices import Voice, make_voice
 
 # The logger websockets uses by default, so the user's logging config for it still applies.
 _WEBSOCKETS_LOGGER = logging.getLogger("websockets.server")
@@ -66,7 +66,10 @@ class CartesiaEmulator:
         pacing: How fast audio comes.
         behavior: Protocol behaviours; Cartesia's by default, kinder ones as options.
         faults: Faults to inject.
-        voice: The synthetic voice.
+        voice: ``"synthetic"`` (the default: deterministic, its audio and
+            timestamps predictable from the text), ``"espeak"`` (real words
+            through espeak-ng; needs the ``[voice]`` extra), or a voice object
+            (`SyntheticVoice`, `EspeakVoice`, or one of your own: `Voice`).
         max_concurrent_contexts: Active contexts allowed across all
             connections (the plan's concurrency); beyond it a new context gets
             a 429 ``concurrency_limited`` error event. None: unlimited.
@@ -75,6 +78,11 @@ class CartesiaEmulator:
         idle_timeout: Seconds without traffic before a socket is closed with
             1000 "connection idle timeout"; None never closes.
         record_limit: Contexts and connections kept in `record`.
+
+    Raises:
+        VoiceUnavailableError: ``voice="espeak"`` without the ``[voice]`` extra
+            (its message says what to install).
+        ValueError: An unknown voice name.
     """
 
     def __init__(
@@ -88,7 +96,7 @@ class CartesiaEmulator:
         pacing: Pacing | None = None,
         behavior: Behavior | None = None,
         faults: Faults | None = None,
-        voice: SyntheticVoice | None = None,
+        voice: Voice | str | None = None,
         max_concurrent_contexts: int | None = None,
         max_connections: int | None = None,
         idle_timeout: float | None = 300.0,
@@ -101,7 +109,7 @@ class CartesiaEmulator:
         self.pacing = pacing or Pacing()
         self.behavior = behavior or Behavior()
         self.faults = faults or Faults()
-        self.voice = voice or SyntheticVoice()
+        self.voice = make_voice(voice)
         self.pacer = Pacer()
         self.max_concurrent_contexts = max_concurrent_contexts
         if max_connections is None and max_concurrent_contexts is not None:

@@ -9,20 +9,25 @@
 The synthetic voice is deterministic, so a word rendered once at a length, rate,
 gain and encoding sounds the same every time: rendering it again is wasted CPU.
 The cache holds at most ``max_bytes`` of audio, so a long soak with an open
-vocabulary cannot grow the emulator's memory without bound.
+vocabulary cannot grow the emulator's memory without bound. Values are encoded
+bytes, or anything whose ``len()`` is its size in bytes (the espeak voice keeps
+its own renderings so).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sized
+from typing import Generic, TypeVar
 
 # About 1,000 words at 48 kHz float32, 10,000 at 24 kHz 16-bit.
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 
+T = TypeVar("T", bound=Sized)
 
-class SoundCache:
+
+class SoundCache(Generic[T]):
     """Encoded sounds by key, the least recently used dropped beyond a byte budget.
 
     Thread-safe: a context may render a missing word in a worker thread while
@@ -39,7 +44,7 @@ class SoundCache:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
-        self._sounds: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._sounds: OrderedDict[Hashable, T] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         # Keys being made now, each with the lock its maker holds.
@@ -57,7 +62,7 @@ class SoundCache:
         """Bytes of audio held now."""
         return self._bytes
 
-    def get(self, key: Hashable) -> bytes | None:
+    def get(self, key: Hashable) -> T | None:
         """The sound stored under ``key``, now the most recently used; None if absent."""
         with self._lock:
             sound = self._sounds.get(key)
@@ -68,7 +73,7 @@ class SoundCache:
             self.hits += 1
             return sound
 
-    def get_or_make(self, key: Hashable, make: Callable[[], bytes]) -> bytes:
+    def get_or_make(self, key: Hashable, make: Callable[[], T]) -> T:
         """The sound stored under ``key``, made with ``make()`` and stored if absent.
 
         Made once when many threads ask at the same time (200 bots starting
@@ -93,7 +98,7 @@ class SoundCache:
                 if self._making.get(key) is maker:
                     del self._making[key]
 
-    def put(self, key: Hashable, sound: bytes) -> None:
+    def put(self, key: Hashable, sound: T) -> None:
         """Store ``sound``, dropping the least recently used ones beyond the budget.
 
         A sound larger than the whole budget is not stored.

@@ -186,6 +186,7 @@ class SyntheticVoice:
         *,
         offset_samples: int = 0,
         generation_config: Mapping[str, Any] | None = None,
+        render: bool = True,
     ) -> Layout:
         """Lay ``text`` out in samples: where each word sounds, and its timestamps.
 
@@ -197,6 +198,9 @@ class SyntheticVoice:
             offset_samples: Samples of this context already produced, so the
                 timestamps run on from earlier audio.
             generation_config: ``speed`` scales durations, ``volume`` the amplitude.
+            render: Unused: this voice never renders to lay text out. A voice that
+                must (`EspeakVoice`) returns None when it is False and the
+                rendering is not cached, so the emulator asks again in a thread.
 
         Returns:
             The layout, exact to the sample.
