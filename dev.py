@@ -12,7 +12,8 @@
     python3 dev.py emulator    # a local Cartesia emulator on ws://127.0.0.1:8787
 
 The first run creates ``.venv`` and installs the project with its test extra
-into it; later runs reuse it (and reinstall when ``pyproject.toml`` changes).
+(and, where they install, the ``plot`` and ``voice`` extras the demo uses) into
+it; later runs reuse it (and reinstall when ``pyproject.toml`` changes).
 When a virtual environment is already active, that one is used instead.
 """
 
@@ -61,6 +62,14 @@ def _ensure_installed(python: Path) -> None:
     subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]"], check=True
     )
+    # The demo's picture and real-words voice: worth having, not worth failing for
+    # (espeak-ng's wheel is not built for every platform).
+    extras = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test,plot,voice]"],
+        check=False,
+    )
+    if extras.returncode:
+        print("dev.py: the [plot] and [voice] extras did not install; the demo runs without them")
     stamp.write_text(f"{ROOT}\n{digest}")
 
 

@@ -67,7 +67,7 @@ from pipecat_cartesia_ctx import (
     CartesiaSegmentMetricsData,
     CartesiaTTSAudioRawFrame,
 )
-from pipecat_cartesia_ctx.emulator import CartesiaEmulator, Pacing
+from pipecat_cartesia_ctx.emulator import CartesiaEmulator, Pacing, espeak_available
 
 SAMPLE_RATE = 24000
 VOICE_ID = os.environ.get("CARTESIA_VOICE_ID", "a0e99841-438c-4a64-b679-ae501e7d6091")
@@ -106,7 +106,9 @@ def offline_emulator(speedup: float) -> CartesiaEmulator:
     # ~90 ms to first audio, then a little faster than real time: the long answer
     # is still being generated when the user barges in, as with a busy server.
     pacing = Pacing(first_chunk_ms=90 / speedup, speed=1.5 * speedup, chunk_ms=40)
-    return CartesiaEmulator(pacing=pacing)
+    # Real words with the [voice] extra (espeak-ng), so you hear what the bot said;
+    # otherwise the synthetic voice (a tone per word, timed like speech).
+    return CartesiaEmulator(pacing=pacing, voice="espeak" if espeak_available() else None)
 
 
 class ScriptedLLM(FrameProcessor):
@@ -326,7 +328,8 @@ async def main():
             url_kwargs = {}
         else:
             emulator = await stack.enter_async_context(offline_emulator(args.speedup))
-            print(f"Offline: using the local Cartesia emulator at {emulator.url}")
+            voice = "espeak-ng, real words" if espeak_available() else "synthetic, no [voice] extra"
+            print(f"Offline: using the local Cartesia emulator at {emulator.url}, voice: {voice}")
             api_key, url_kwargs = "offline", {"url": emulator.url}
 
         tts = CartesiaContextTTSService(
