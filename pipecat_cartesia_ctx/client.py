@@ -506,13 +506,18 @@ class CartesiaContext:
                 if isinstance(self._ended, CartesiaConnectionError):
                     raise self._ended
                 raise StopAsyncIteration
-            try:
-                async with asyncio.timeout(timeout):
-                    item = await self._queue.get()
-            except TimeoutError:
-                raise CartesiaTimeoutError(
-                    f"no event within {timeout} s", context_id=self.context_id
-                ) from None
+            if not self._queue.empty():
+                item = self._queue.get_nowait()  # most events: no wait, no timer
+            elif timeout is None:
+                item = await self._queue.get()
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        item = await self._queue.get()
+                except TimeoutError:
+                    raise CartesiaTimeoutError(
+                        f"no event within {timeout} s", context_id=self.context_id
+                    ) from None
             if item is _CANCELLED or isinstance(item, CartesiaConnectionError):
                 self._ended = item
                 continue

@@ -681,6 +681,8 @@ class TurnEngine:
     def _segments_done(
         self, attempt: _Attempt, segments: list[Segment], now: float
     ) -> list[Action]:
+        if not segments and not attempt.finished and not self._careful:
+            return []  # most chunks: nothing ended, nothing to release twice
         for segment in segments:
             if segment.number in attempt.heard and not attempt.timed:
                 self.expect_timestamps = False  # a server without timestamps: hold nothing
@@ -874,7 +876,10 @@ class TurnEngine:
     # -- the phase ------------------------------------------------------------------------
 
     def _attempt(self, context_id: str) -> _Attempt | None:
-        return next((a for a in self._attempts if a.context_id == context_id), None)
+        for attempt in self._attempts:  # one or two: a loop, not a generator, per event
+            if attempt.context_id == context_id:
+                return attempt
+        return None
 
     def _require(self, phases: frozenset[TurnPhase] | set[TurnPhase], what: str) -> None:
         if self._phase not in phases:
