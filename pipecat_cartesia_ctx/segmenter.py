@@ -91,19 +91,24 @@ class Position:
         early: The segment may end early (``first_segment_words``,
             ``flush_first_clause``): it is the first, or the one after a first
             too short to hide the wait for a sentence ("Sure! ").
+        low: The audio queued ahead of the listener is running out: the
+            segment ends at its next clause, not its sentence, whatever
+            ``flush_on`` says (except ``"turn"``), so the next audio comes sooner.
     """
 
     opening: bool = True
     first_segment: bool = True
     switch: bool = False
     early: bool = True
+    low: bool = False
 
     def after(self, action: Action) -> Position:
         """Where the turn stands once ``action`` is sent."""
         if isinstance(action, Push):
-            return Position(False, self.first_segment, self.switch, self.early)
-        # The flush a switch asked for ends the context: a new one follows.
-        return Position(self.opening or self.switch, False, False, False)
+            return Position(False, self.first_segment, self.switch, self.early, self.low)
+        # The flush a switch asked for ends the context: a new one follows. Audio
+        # still running low stays so until the engine says otherwise.
+        return Position(self.opening or self.switch, False, False, False, self.low)
 
 
 class Segmenter:
@@ -354,7 +359,7 @@ class Segmenter:
             return False
         if boundary == SENTENCE or self.flush_on is FlushOn.CLAUSE:
             return True
-        return self.flush_first_clause and at.early
+        return (self.flush_first_clause and at.early) or at.low
 
     def _take(self, cut: Cut) -> str:
         """The text from the start up to ``cut``, which is now pushed."""

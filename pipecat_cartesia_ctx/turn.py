@@ -81,6 +81,10 @@ LOCKED_SETTINGS = frozenset({"voice", "model", "language", "pronunciation_dict_i
 # long, goes out anyway (the server's own buffering then covers a stalled LLM).
 HOLD_S = 0.25
 HOLD_CHARACTERS = 256
+# Less audio than this queued ahead of the listener (a real-time player since the
+# turn's first audio) and the segment under way ends at its next clause: the
+# wait for a whole sentence would be heard as a gap (a slow LLM, a long sentence).
+LOW_AUDIO_S = 0.5
 
 _CARTESIA_TAG = re.compile(r"</?(?:spell|emotion|break|volume|speed)\b[^>]*>", re.IGNORECASE)
 _TOKEN = re.compile(r"\S+")
@@ -254,6 +258,7 @@ class TurnEngine:
         self._first_deadline = first_segment_deadline
         self._first_word_at: float | None = None
         self._first_deadline_spent = False
+        self._audio_started_at: float | None = None  # when the turn's first audio went down
 
     def __repr__(self) -> str:
         return (
@@ -324,7 +329,7 @@ class TurnEngine:
             )
         if self._first_word_at is None and _ALNUM.search(text):
             self._first_word_at = now
-        return self._take(self.segmenter.feed(text, self._position()), now)
+        return self._take(self.segmenter.feed(text, self._position(now)), now)
 
     @property
     def deadline(self) -> float | None:
@@ -357,7 +362,7 @@ class TurnEngine:
         due = self._first_deadline_due
         if due is not None and now >= due:
             self._first_deadline_spent = True  # once: later stalls have audio playing
-            cut = self.segmenter.end_segment(self._position())
+            cut = self.segmenter.end_segment(self._position(now))
             if not cut and _ALNUM.search(str(self._segments[-1])):
                 cut = [Flush()]  # its words are all pushed already (and held, or sent)
         return self._take(cut, now)
@@ -377,7 +382,7 @@ class TurnEngine:
         """The turn's text has ended: push what is left and close the context."""
         if self._phase in _FINAL:
             return []
-        actions = self._take(self.segmenter.finish(self._position()), now)
+        actions = self._take(self.segmenter.finish(self._position(now)), now)
         if self._phase is TurnPhase.SWITCHING:
             self._move(TurnPhase.STREAMING)  # no sentence follows to switch at
         return actions + self._close_if_complete() + self._maybe_end()
@@ -427,7 +432,10 @@ class TurnEngine:
         if attempt is None or self._phase in _FINAL:
             return []
         if isinstance(event, Chunk):
-            return self._chunk(attempt, event, now)
+            actions = self._chunk(attempt, event, now)
+            if self._audio_started_at is None and self._released:
+                self._audio_started_at = now
+            return actions
         if isinstance(event, Timestamps):
             self._timestamps(attempt, event)
             return self._release(attempt)
@@ -474,7 +482,7 @@ class TurnEngine:
             return None
         return last
 
-    def _position(self) -> Position:
+    def _position(self, now: float) -> Position:
         current = self._current
         segments = len(self._segments)
         # A first segment of a word or two ("Sure! ") plays too briefly to hide
@@ -491,7 +499,18 @@ class TurnEngine:
             first_segment=segments == 1,
             switch=self._phase is TurnPhase.SWITCHING,
             early=segments == 1 or short_first,
+            low=self._audio_ahead(now) < LOW_AUDIO_S,
         )
+
+    def _audio_ahead(self, now: float) -> float:
+        """Seconds of audio gone downstream that a real-time player has not played yet.
+
+        Counted from the turn's first audio, as if playback never paused; before
+        any audio, infinite (the first segment has rules of its own).
+        """
+        if self._audio_started_at is None:
+            return float("inf")
+        return self._released / self._bytes_per_second - (now - self._audio_started_at)
 
     def _take(self, cut: list[Push | Flush], now: float) -> list[Action]:
         """Add the segmenter's output to the turn's text, then send what may go."""

@@ -7,6 +7,7 @@ segment), so what went downstream can be read back word by word.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import re
@@ -45,6 +46,7 @@ from pipecat_cartesia_ctx.protocol import (
     ServerError,
     api_error,
 )
+from pipecat_cartesia_ctx.segmenter import Flush, Position, Push, Segmenter
 from pipecat_cartesia_ctx.turn import (
     TurnEngine,
     TurnPhase,
@@ -1090,3 +1092,52 @@ def test_a_first_segment_deadline_flushes_words_already_pushed():
     assert wire(actions) == [("push", "So "), ("push", "I ")], "pushed at once (no hold)"
     assert wire(engine.tick(0.25)) == [("flush", "")]
     assert engine.segments == ["So I ", ""]
+
+
+# -- running low: a later segment ends at a clause when the audio queued runs out ----------
+
+
+def clause_turn(bytes_per_second: int) -> FakeCartesia:
+    """A first sentence played, then a sentence of clauses, the LLM slower than the audio."""
+    text = "Hi there friend. So, as I said, it works."
+    engine = TurnEngine("t", Segmenter(), bytes_per_second=bytes_per_second, sample_width=2)
+    sim = FakeCartesia(engine, voice_of(text), bytes_per_second=bytes_per_second)
+    for token in re.findall(r" ?\S+", text):
+        sim.feed(token)
+        sim.run()  # the audio comes as fast as the text: the listener waits on the LLM
+    sim.end_input()
+    sim.run()
+    return sim
+
+
+def test_a_later_segment_ends_at_a_clause_when_the_audio_queued_runs_low():
+    # 32 bytes of audio a sentence at 16000 bytes/s: 2 ms queued, the player runs dry.
+    sim = clause_turn(BYTES_PER_SECOND)
+    assert [d.text for d in sim.segments_done] == [
+        "Hi there friend. ",
+        "So, ",
+        "as I said, ",
+        "it works.",
+    ]
+
+
+def test_a_later_segment_ends_at_its_sentence_while_audio_is_queued():
+    # The same audio at 16 bytes/s: seconds of it queued, the sentence can wait for its end.
+    sim = clause_turn(16)
+    assert [d.text for d in sim.segments_done] == ["Hi there friend. ", "So, as I said, it works."]
+
+
+def test_the_segmenter_ends_a_running_low_segment_at_a_clause():
+    later = Position(opening=False, first_segment=False, early=False)
+    text = "so, as I said, it works. "
+    assert Segmenter().feed(text, later) == [Push(text), Flush()]
+    assert Segmenter().feed(text, dataclasses.replace(later, low=True)) == [
+        Push("so, "),
+        Flush(),
+        Push("as I said, "),
+        Flush(),
+        Push("it works. "),
+        Flush(),
+    ]
+    # With "turn", the server's buffering paces speech: no flush before the end.
+    assert Segmenter("turn").feed(text, dataclasses.replace(later, low=True)) == [Push(text)]
