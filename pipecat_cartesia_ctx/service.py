@@ -69,7 +69,14 @@ from .reconnect import RetryPolicy
 from .segmenter import FlushOn, Segmenter
 from .settings import SETTINGS_FIELDS, check_options, check_settings
 from .stats import CartesiaServiceStats
-from .turn import BUFFER_DELAY_MS, HOLD_S, LOCKED_SETTINGS, TurnEngine, TurnPhase
+from .turn import (
+    BUFFER_DELAY_MS,
+    HOLD_S,
+    LOCKED_SETTINGS,
+    LOW_AUDIO_S,
+    TurnEngine,
+    TurnPhase,
+)
 from .turn_actions import (
     Action,
     Audio,
@@ -435,6 +442,7 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
                 expect_timestamps=self._expect_timestamps,
                 hold=HOLD_S,
                 first_segment_deadline=self._first_segment_deadline,
+                hold_audio_above=LOW_AUDIO_S,
             ),
             converter=Pcm16Converter(self._encoding),
             # A turn's audio is one stream: never drop history in a pause (an LLM

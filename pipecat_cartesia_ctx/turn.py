@@ -215,6 +215,10 @@ class TurnEngine:
         first_segment_deadline: Seconds after the turn's first word at which
             its first segment ends at the last word received, if it has not
             ended by then (an LLM that stalls); None waits for the segmenter.
+        hold_audio_above: Hold audio back to word ends only while at least
+            this many seconds are queued ahead of the listener; below, it goes
+            down as it comes (a gap would be heard), and a drop then replays
+            from the segment's start, dropping what played. None always holds.
     """
 
     def __init__(
@@ -227,6 +231,7 @@ class TurnEngine:
         expect_timestamps: bool = True,
         hold: float | None = None,
         first_segment_deadline: float | None = None,
+        hold_audio_above: float | None = None,
     ):
         self.context_id = context_id
         self.segmenter = segmenter
@@ -259,6 +264,8 @@ class TurnEngine:
         self._first_word_at: float | None = None
         self._first_deadline_spent = False
         self._audio_started_at: float | None = None  # when the turn's first audio went down
+        self._hold_audio_above = hold_audio_above
+        self._now = 0.0  # the time of the event being handled
 
     def __repr__(self) -> str:
         return (
@@ -431,6 +438,7 @@ class TurnEngine:
         attempt = self._attempt(context_id)
         if attempt is None or self._phase in _FINAL:
             return []
+        self._now = now
         if isinstance(event, Chunk):
             actions = self._chunk(attempt, event, now)
             if self._audio_started_at is None and self._released:
@@ -737,7 +745,7 @@ class TurnEngine:
         while attempt.held:
             held = attempt.held[0]
             limit = len(held.data)
-            if self.expect_timestamps and not held.complete and self._timing(attempt, held.local):
+            if self.expect_timestamps and not held.complete and self._holds_audio(attempt, held):
                 limit = max(0, min(limit, attempt.timed_to - attempt.released))
             if limit:
                 actions.append(self._emit(attempt, held.local, bytes(held.data[:limit])))
@@ -747,6 +755,13 @@ class TurnEngine:
             attempt.held.popleft()
             actions += self._played_out(attempt)
         return actions + self._played_out(attempt)
+
+    def _holds_audio(self, attempt: _Attempt, held: _Held) -> bool:
+        """Whether audio past the last timed word waits for the next word's timestamps."""
+        if not self._timing(attempt, held.local):
+            return False
+        floor = self._hold_audio_above
+        return floor is None or self._audio_ahead(self._now) >= floor
 
     @staticmethod
     def _timing(attempt: _Attempt, local: int) -> bool:

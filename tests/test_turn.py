@@ -36,6 +36,7 @@ from pipecat_cartesia_ctx.protocol import (
     AuthenticationError,
     CartesiaAPIError,
     CartesiaConnectionError,
+    Chunk,
     ConcurrencyLimitError,
     ContextClosedError,
     EmptyTranscriptError,
@@ -44,6 +45,7 @@ from pipecat_cartesia_ctx.protocol import (
     QuotaExceededError,
     RateLimitError,
     ServerError,
+    Timestamps,
     api_error,
 )
 from pipecat_cartesia_ctx.segmenter import Flush, Position, Push, Segmenter
@@ -135,6 +137,10 @@ timers = st.sampled_from(
         {"hold": 0.25},
         {"first_segment_deadline": 0.02},
         {"hold": 0.03, "first_segment_deadline": 0.05},
+        # The sim's audio is milliseconds long: the listener always runs low, so
+        # audio goes down as it comes and drops replay from segments.
+        {"hold_audio_above": 0.5},
+        {"hold": 0.03, "hold_audio_above": 0.001},
     ]
 )
 
@@ -1141,3 +1147,21 @@ def test_the_segmenter_ends_a_running_low_segment_at_a_clause():
     ]
     # With "turn", the server's buffering paces speech: no flush before the end.
     assert Segmenter("turn").feed(text, dataclasses.replace(later, low=True)) == [Push(text)]
+
+
+@pytest.mark.parametrize(("hold_audio_above", "second_chunk_out"), [(None, 8), (0.5, 100)])
+def test_audio_past_the_last_timed_word_waits_only_while_the_listener_has_enough(
+    hold_audio_above, second_chunk_out
+):
+    engine = make_engine(hold_audio_above=hold_audio_above)
+    engine.feed("Hello there friend. ", 0.0)
+    engine.end_input(0.0)
+
+    def audio_out(event, now):
+        return sum(len(a.data) for a in engine.event("t", event, now) if isinstance(a, Audio))
+
+    assert audio_out(Chunk("t", bytes(100), 1), 0.01) == 100, "a segment's first audio goes at once"
+    # "Hello" ends at byte 108: what follows waits for "there" to be timed...
+    assert audio_out(Timestamps("t", ("Hello",), (0.0,), (108 / BYTES_PER_SECOND,), 1), 0.02) == 0
+    # ...unless the listener, 100 bytes (6 ms) of audio and 20 ms later, has run dry.
+    assert audio_out(Chunk("t", bytes(100), 1), 0.03) == second_chunk_out

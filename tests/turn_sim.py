@@ -128,6 +128,7 @@ def make_engine(
     expect_timestamps: bool = True,
     hold: float | None = None,
     first_segment_deadline: float | None = None,
+    hold_audio_above: float | None = None,
     **segmenter_options,
 ) -> TurnEngine:
     return TurnEngine(
@@ -138,6 +139,7 @@ def make_engine(
         expect_timestamps=expect_timestamps,
         hold=hold,
         first_segment_deadline=first_segment_deadline,
+        hold_audio_above=hold_audio_above,
     )
 
 
