@@ -18,7 +18,7 @@ import pytest
 from helpers import S16_24K, collect, new_context
 
 from pipecat_cartesia_ctx.client import CartesiaConnection
-from pipecat_cartesia_ctx.emulator import SyntheticVoice
+from pipecat_cartesia_ctx.emulator import SyntheticVoice, espeak_available
 from pipecat_cartesia_ctx.protocol import AuthenticationError, CartesiaConnectionError, Done
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +103,9 @@ def test_the_voice_bot_demo_cuts_the_barged_in_answer_and_plays_nothing_of_it_af
 
 
 def test_the_demo_wav_has_sound_at_the_printed_times_and_silence_elsewhere(demo):
+    # With the [voice] extra (CI installs it) this is speech: espeak-ng's real words.
+    voice = "espeak-ng, real words" if espeak_available() else "synthetic, no [voice] extra"
+    assert f"voice: {voice}" in demo.out
     rate = 24000
     samples = read_wav(demo.folder / "bot.wav")
     # The WAV runs on the demo's clock, from its start to the end of the last audio played.
