@@ -86,6 +86,8 @@ class ConnectionMixin(WebsocketTTSService):
 
         async def _forget(self, turn: TurnIO, *, keep: bool = False) -> None: ...
 
+        def _arm(self, turn: TurnIO) -> None: ...
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._keeper: ConnectionKeeper | None = None
@@ -232,6 +234,7 @@ class ConnectionMixin(WebsocketTTSService):
                     await self._do(
                         turn, turn.engine.event(context.context_id, event, time.monotonic())
                     )
+                    self._arm(turn)  # after a 400, audio lets held text go on
             except CartesiaConnectionError as e:
                 await self._do(turn, turn.engine.refused(context.context_id, e))
             if turn.contexts.pop(context.context_id, None) is not None:
@@ -290,9 +293,10 @@ class ConnectionMixin(WebsocketTTSService):
             await self._do(turn, engine.fail(e, fatal=True))
             return
         turn.retry = None
-        if engine.phase is TurnPhase.RESUMING:
-            # In order with the turn's text (see `TurnIO.sending`).
-            async with turn.sending:
+        # In order with the turn's text (see `TurnIO.sending`); the turn may have
+        # ended while another holder of the lock waited.
+        async with turn.sending:
+            if engine.phase is TurnPhase.RESUMING:
                 before = engine.replayed_characters
                 actions = engine.resume(time.monotonic())
                 replayed = engine.replayed_characters - before

@@ -419,7 +419,8 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
         self._warn_unhandled_updated_settings(changed.keys() - set(SETTINGS_FIELDS))
         turn = self._turns.get(self._turn_context_id) if self._turn_context_id else None
         if turn is not None and changed.keys() & LOCKED_SETTINGS:
-            await self._do(turn, turn.engine.switch_settings())
+            async with turn.sending:  # not between a tick's push and its flush
+                await self._do(turn, turn.engine.switch_settings())
         return changed
 
     # -- carrying out the engine's actions --------------------------------------------
@@ -467,14 +468,22 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
 
     def _ring(self, turn: TurnIO) -> None:
         turn.timer = turn.timer_at = None
-        if self._turns.get(turn.context_id) is turn:
-            self.create_task(self._tick(turn), name=f"cartesia-tick-{turn.context_id}")
+        if self._turns.get(turn.context_id) is turn and turn.ticking is None:
+            turn.ticking = self.create_task(
+                self._tick(turn), name=f"cartesia-tick-{turn.context_id}"
+            )
 
     async def _tick(self, turn: TurnIO) -> None:
-        # In order with the turn's text: a push must not land between another's text and flush.
-        async with turn.sending:
-            await self._do(turn, turn.engine.tick(time.monotonic()))
-        self._arm(turn)
+        try:
+            # In order with the turn's text: a push must not land between another's text and flush.
+            async with turn.sending:
+                before = turn.engine.deadline
+                actions = turn.engine.tick(time.monotonic())
+                await self._do(turn, actions)
+        finally:
+            turn.ticking = None
+        if actions or turn.engine.deadline != before:
+            self._arm(turn)  # not the same deadline again: that would spin
 
     async def _do(self, turn: TurnIO, actions: list[Action]) -> None:
         """Carry out the engine's actions in order; a failed send goes back to the engine."""
@@ -639,6 +648,9 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
         if turn.timer is not None:
             turn.timer.cancel()
             turn.timer = turn.timer_at = None
+        if turn.ticking is not None and turn.ticking is not asyncio.current_task():
+            await self.cancel_task(turn.ticking)
+            turn.ticking = None
         for context_id in list(turn.contexts):
             await self._cancel_context(turn, context_id)
         current = asyncio.current_task()

@@ -167,6 +167,7 @@ class _Attempt:
     cursor: tuple[int, int] = (1, 0)  # (local segment, offset): where word search resumes
     words: deque[tuple[str, float, int, TextPos]] = field(default_factory=deque)
     timed_to: int = 0  # audio bytes covered by timed words
+    words_end: int = 0  # audio bytes through the end of the last word gone downstream
     voiced: TextPos | None = None  # just after the last word (or segment) gone downstream
     base: float | None = None  # turn seconds at which its audio starts downstream
     finished: bool = False  # the server's done came: it plays out what it holds, then leaves
@@ -262,7 +263,7 @@ class TurnEngine:
         self._held_since: float | None = None  # the open segment's text waits since
         self._first_deadline = first_segment_deadline
         self._first_word_at: float | None = None
-        self._first_deadline_spent = False
+        self._first_deadline_passed = False  # and the first segment waits for a whole word
         self._audio_started_at: float | None = None  # when the turn's first audio went down
         self._hold_audio_above = hold_audio_above
         self._now = 0.0  # the time of the event being handled
@@ -336,7 +337,10 @@ class TurnEngine:
             )
         if self._first_word_at is None and _ALNUM.search(text):
             self._first_word_at = now
-        return self._take(self.segmenter.feed(text, self._position(now)), now)
+        actions = self._take(self.segmenter.feed(text, self._position(now)), now)
+        if self._first_deadline_passed:
+            actions += self._end_first_segment(now)  # a whole word may be here now
+        return actions
 
     @property
     def deadline(self) -> float | None:
@@ -365,22 +369,33 @@ class TurnEngine:
         """
         if self._phase not in _TEXT_PHASES or self.segmenter.finished:
             return []
-        cut: list[Push | Flush] = []
         due = self._first_deadline_due
         if due is not None and now >= due:
-            self._first_deadline_spent = True  # once: later stalls have audio playing
-            cut = self.segmenter.end_segment(self._position(now))
-            if not cut and _ALNUM.search(str(self._segments[-1])):
-                cut = [Flush()]  # its words are all pushed already (and held, or sent)
+            self._first_deadline_passed = True
+            return self._end_first_segment(now)
+        return self._take([], now)
+
+    def _end_first_segment(self, now: float) -> list[Action]:
+        """Past its deadline, the first segment ends at its last whole word, once there is one."""
+        if len(self._segments) > 1 or self._phase not in _TEXT_PHASES:
+            self._first_deadline_passed = False
+            return []
+        cut = self.segmenter.end_segment(self._position(now))
+        if not cut and _ALNUM.search(str(self._segments[-1])):
+            cut = [Flush()]  # its words are all pushed already (and held, or sent)
+        if cut:
+            self._first_deadline_passed = False  # once: later stalls have audio playing
         return self._take(cut, now)
 
     @property
     def _first_deadline_due(self) -> float | None:
+        """When the first segment's deadline passes; None once it has, or when none applies."""
         if (
             self._first_deadline is None
             or self._first_word_at is None
-            or self._first_deadline_spent
+            or self._first_deadline_passed
             or len(self._segments) > 1
+            or self.segmenter.flush_on is FlushOn.TURN  # no flushes but the turn's end
         ):
             return None
         return self._first_word_at + self._first_deadline
@@ -399,9 +414,10 @@ class TurnEngine:
 
         The sentence under way ends on the context it started on, so no locked
         field changes within a context and no text is lost. Between two
-        sentences (or before any of the sentence under way has gone out: its
-        text waits for its flush) the context closes now; before anything is
-        sent, the next context simply opens with the new settings.
+        sentences (or, on a context that has had input, before any of the
+        sentence under way has gone out: its text waits for its flush) the
+        context closes now; before anything is sent, the next context simply
+        opens with the new settings.
         """
         attempt = self._current
         if self._phase is not TurnPhase.STREAMING or attempt is None:
@@ -440,10 +456,7 @@ class TurnEngine:
             return []
         self._now = now
         if isinstance(event, Chunk):
-            actions = self._chunk(attempt, event, now)
-            if self._audio_started_at is None and self._released:
-                self._audio_started_at = now
-            return actions
+            return self._chunk(attempt, event, now)
         if isinstance(event, Timestamps):
             self._timestamps(attempt, event)
             return self._release(attempt)
@@ -536,6 +549,8 @@ class TurnEngine:
 
     def _catch_up(self, now: float) -> list[Action]:
         """Send the turn's text the current attempt has not had yet."""
+        # Text holds only while this pass holds it (a careful wait or a switch is no hold).
+        since, self._held_since = self._held_since, None
         if self._phase not in (TurnPhase.STREAMING, TurnPhase.SWITCHING):
             return []
         actions: list[Action] = []
@@ -553,7 +568,7 @@ class TurnEngine:
             if self._waits(attempt, segment):
                 break
             piece = "" if segment in self._skipped else self._segments[segment - 1].tail(offset)
-            if segment == last and self._holds(piece, now):
+            if segment == last and self._hold_piece(piece, now, since):
                 break
             if piece:
                 self._sent_at.setdefault(segment, now)
@@ -566,6 +581,7 @@ class TurnEngine:
             attempt.ledger.flushed()
             actions.append(SendFlush(attempt.context_id))
             attempt.sent_to = (segment + 1, 0)
+            since = None  # a new segment's text waits from now
             if self._phase is TurnPhase.SWITCHING:
                 # The sentence ended: the next one opens a context with the new settings.
                 attempt.ledger.closed()
@@ -575,16 +591,18 @@ class TurnEngine:
                 return actions + self._catch_up(now)
         return actions
 
-    def _holds(self, piece: str, now: float) -> bool:
-        """Whether the open segment's unsent ``piece`` waits to go out with more."""
+    def _hold_piece(self, piece: str, now: float, since: float | None) -> bool:
+        """Hold the open segment's unsent ``piece`` (waiting since ``since``) for more, or not.
+
+        Returns:
+            Whether it waits; then `deadline` says until when.
+        """
         if not piece or self._hold is None or self.segmenter.finished:
-            self._held_since = None
             return False
-        if self._held_since is None:
-            self._held_since = now
-        if now < self._held_since + self._hold and len(piece) < HOLD_CHARACTERS:
+        since = now if since is None else since
+        if now < since + self._hold and len(piece) < HOLD_CHARACTERS:
+            self._held_since = since
             return True
-        self._held_since = None
         return False
 
     def _open(self) -> _Attempt | None:
@@ -779,7 +797,8 @@ class TurnEngine:
         actions: list[Action] = []
         words = []
         while attempt.words and attempt.words[0][2] <= attempt.released:
-            word, start, _, position = attempt.words.popleft()
+            word, start, end_bytes, position = attempt.words.popleft()
+            attempt.words_end = max(attempt.words_end, end_bytes)
             attempt.voiced = max(attempt.voiced or position, position)
             # A replay from a segment's start times its words again: each goes once.
             if word and position > self._words_through:
@@ -802,6 +821,8 @@ class TurnEngine:
             attempt.base = (self._released - attempt.released) / self._bytes_per_second
         segment = attempt.turn_segment(local)
         audio = Audio(data, segment, first=self._released == 0)
+        if self._audio_started_at is None:
+            self._audio_started_at = self._now
         attempt.released += len(data)
         attempt.played[local] = attempt.played.get(local, 0) + len(data)
         self._released += len(data)
@@ -837,10 +858,13 @@ class TurnEngine:
             # untimed, from the first unfinished segment, dropping what was played.
             start = attempt.voiced or attempt.start
             local = attempt.done_through + 1
-            # Played past the last word timed (a segment's first audio goes untimed),
-            # or replayed bytes still to drop: they are counted from a segment's start.
+            # Played past the end of the last word gone downstream (a segment's first
+            # audio goes untimed; a listener running low gets audio as it comes;
+            # timestamps may come before their audio), or replayed bytes still to
+            # drop: they are counted from a segment's start.
             ahead = attempt.skip > 0 or (
-                attempt.played.get(local, 0) > 0 and attempt.released > attempt.timed_to
+                attempt.played.get(local, 0) > 0
+                and attempt.released > min(attempt.timed_to, attempt.words_end)
             )
             if not (self.expect_timestamps and attempt.placeable) or ahead:
                 # Replayed bytes it had still to drop were played before, too.

@@ -43,6 +43,7 @@ class TurnIO:
     # The engine's deadline (`TurnEngine.deadline`) and the timer set for it.
     timer: asyncio.TimerHandle | None = None
     timer_at: float | None = None
+    ticking: asyncio.Task | None = None  # the tick the timer started, until it is done
 
     @property
     def context_id(self) -> str:

@@ -14,7 +14,7 @@ from pipecat.tests.utils import run_test
 from pipeline_harness import running_pipeline
 from service_helpers import audio, flush_dones, llm_turn, make_tts
 
-from pipecat_cartesia_ctx import CartesiaContextTTSService, service
+from pipecat_cartesia_ctx import CartesiaContextTTSService, service, turn
 
 
 def inputs(emu) -> list[tuple[str, str]]:
@@ -32,8 +32,10 @@ def flushed(record) -> bool:
 
 
 async def test_a_segment_goes_out_in_one_push_with_its_flush(emu, monkeypatch):
-    # Held as long as it takes: a slow machine does not change what goes out.
+    # Held as long as it takes, and never "running low" (which ends segments at
+    # clauses): a slow machine does not change what goes out.
     monkeypatch.setattr(service, "HOLD_S", 60.0)
+    monkeypatch.setattr(turn, "LOW_AUDIO_S", float("-inf"))
     text = "One two three four. Five six seven eight, nine ten. Eleven twelve."
     down, _ = await run_test(make_tts(emu), frames_to_send=llm_turn(text, seed=3))
     # Token by token (1 to 4 characters each), this was 28 pushes.

@@ -1078,16 +1078,25 @@ def test_a_first_segment_stalled_past_its_deadline_ends_at_the_last_whole_word()
     assert engine.segments == ["So I think ", "we can. ", "Then"]
 
 
-def test_a_first_segment_deadline_with_no_whole_word_waits_for_one():
+def test_a_first_segment_past_its_deadline_ends_at_its_first_whole_word():
     engine = make_engine(first_segment_deadline=0.25)
     assert engine.feed("Hel", 0.0) == []
     assert engine.tick(0.3) == [], "half a word is not said"
-    assert engine.deadline is None
+    assert engine.deadline is None, "no timer: the next text decides"
+    # The stall is over: the segment ends at the first whole word there is.
     assert wire(engine.feed("lo there, friend.", 0.4) + engine.end_input(0.5)) == [
         ("push", "Hello there, "),
+        ("flush", ""),
         ("push", "friend."),
         ("close", ""),
     ]
+
+
+def test_the_first_segment_deadline_does_not_apply_with_flush_on_turn():
+    engine = make_engine(first_segment_deadline=0.25, flush_on="turn", hold=1.0)
+    engine.feed("So I think we", 0.0)
+    assert engine.deadline == pytest.approx(1.0), "only the hold's"
+    assert wire(engine.tick(1.0)) == [("push", "So I think ")], "no flush before the end"
 
 
 def test_a_first_segment_deadline_flushes_words_already_pushed():
@@ -1165,3 +1174,36 @@ def test_audio_past_the_last_timed_word_waits_only_while_the_listener_has_enough
     assert audio_out(Timestamps("t", ("Hello",), (0.0,), (108 / BYTES_PER_SECOND,), 1), 0.02) == 0
     # ...unless the listener, 100 bytes (6 ms) of audio and 20 ms later, has run dry.
     assert audio_out(Chunk("t", bytes(100), 1), 0.03) == second_chunk_out
+
+
+def test_no_deadline_is_left_behind_once_held_text_has_gone_another_way():
+    # Held text closed by a settings switch before it went out: nothing is held any
+    # more, so no timer may be asked for (a past deadline would fire over and over).
+    engine = make_engine(hold=0.25)
+    engine.feed("Hello there my friend ", 0.0)
+    assert engine.deadline == pytest.approx(0.25)
+    engine.switch_settings()
+    engine.feed("is here. ", 0.1)
+    for now in (0.3, 0.31, 5.0):
+        assert engine.tick(now) == []
+        assert engine.deadline is None
+
+
+def test_a_drop_after_timestamps_that_came_before_their_audio_repeats_nothing():
+    # "Hello" ends at byte 108 and "there" at 200, timed before 130 bytes have played:
+    # the replay must not start after "Hello" (bytes 108-130 would play twice).
+    engine = make_engine()
+    engine.feed("Hello there friend. ", 0.0)
+    engine.end_input(0.0)
+    engine.event("t", Chunk("t", bytes(100), 1), 0.01)
+    engine.event(
+        "t", Timestamps("t", ("Hello", "there"), (0.0, 0.007), (108 / 16000, 200 / 16000), 1), 0.02
+    )
+    engine.event("t", Chunk("t", bytes(30), 1), 0.03)
+    actions = engine.lost(CartesiaConnectionError("dropped"))
+    assert any(isinstance(a, Retry) for a in actions)
+    resumed = engine.resume(0.1)
+    # From the segment's start, dropping the 130 bytes played when they come again.
+    assert wire(resumed) == [("push", "Hello there friend. "), ("flush", ""), ("close", "")]
+    out = engine.event("t-2", Chunk("t-2", bytes(200), 1), 0.2)
+    assert sum(len(a.data) for a in out if isinstance(a, Audio)) == 200 - 130
