@@ -441,7 +441,8 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
                 bytes_per_second=self._wire_rate * width,
                 sample_width=width,
                 expect_timestamps=self._expect_timestamps,
-                hold=HOLD_S,
+                # Never longer than the server would buffer: your max_buffer_delay_ms holds.
+                hold=min(HOLD_S, (self._max_buffer_delay_ms or HOLD_S * 1000) / 1000),
                 first_segment_deadline=self._first_segment_deadline,
                 hold_audio_above=LOW_AUDIO_S,
             ),
