@@ -399,8 +399,7 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
         The current sentence ends on the context it started on (unless none
         of it has gone out yet); the next one opens a new context with the new
         settings, so no text is lost and no locked field changes within a
-        context. ``generation_config`` applies to
-        the next push.
+        context. ``generation_config`` applies to the next push.
 
         A delta with a bad value is refused whole: one `ErrorFrame` names it,
         nothing of the delta is applied, and turns go on with the settings

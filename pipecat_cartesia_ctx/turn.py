@@ -344,7 +344,11 @@ class TurnEngine:
 
     @property
     def deadline(self) -> float | None:
-        """When `tick` has something to do, unless other input comes first (as ``now``)."""
+        """When to call `tick` if no other input comes first (on the clock of ``now``).
+
+        Held text is due then, or the first segment's deadline passes; None when
+        nothing waits on time.
+        """
         if self._phase not in _TEXT_PHASES or self.segmenter.finished:
             return None
         times = []

@@ -9,12 +9,15 @@ from pipecat.frames.frames import (
     LLMFullResponseStartFrame,
     LLMTextFrame,
     TTSStoppedFrame,
+    TTSUpdateSettingsFrame,
 )
 from pipecat.tests.utils import run_test
 from pipeline_harness import running_pipeline
-from service_helpers import audio, flush_dones, llm_turn, make_tts
+from service_helpers import audio, flush_dones, llm_turn, make_tts, words
 
 from pipecat_cartesia_ctx import CartesiaContextTTSService, service, turn
+from pipecat_cartesia_ctx.client import CartesiaContext
+from pipecat_cartesia_ctx.protocol import CartesiaConnectionError
 
 
 def inputs(emu) -> list[tuple[str, str]]:
@@ -101,3 +104,44 @@ async def test_by_default_a_stalled_first_word_or_two_is_spoken(emu):
         await pipeline.down.wait_for(lambda f: any(isinstance(x, TTSStoppedFrame) for x in f))
         down = pipeline.down.frames
     assert [f.text for f in flush_dones(down)] == ["Well ", "I see."]
+
+
+async def test_a_flush_refused_at_a_voice_switch_loses_no_word_and_leaves_no_context_open(
+    emu, monkeypatch
+):
+    # The sentence end after a voice change goes out as: its text, flush, close, the
+    # next context. The flush fails: the engine gives the contexts up and retries;
+    # what was left of that list must not leave a context open or a word unsaid.
+    failed = []
+    real_flush = CartesiaContext.flush
+
+    async def flush_failing_once(self):
+        if not failed:
+            failed.append(self.context_id)
+            raise CartesiaConnectionError("send failed")
+        return await real_flush(self)
+
+    monkeypatch.setattr(CartesiaContext, "flush", flush_failing_once)
+    monkeypatch.setattr(turn, "LOW_AUDIO_S", float("-inf"))
+    text = "First sentence goes here. Second one is here. Third one ends it."
+    # The sentence end and the next sentence's first words in one token: one action list.
+    tokens = [
+        "First",
+        " sentence",
+        " goes",
+        " here. Second one is",
+        " here.",
+        " Third one ends it.",
+    ]
+    frames = [
+        LLMFullResponseStartFrame(),
+        *map(LLMTextFrame, tokens[:3]),
+        TTSUpdateSettingsFrame(delta=CartesiaContextTTSService.Settings(voice="voice-2")),
+        *map(LLMTextFrame, tokens[3:]),
+        LLMFullResponseEndFrame(),
+    ]
+    down, _ = await run_test(make_tts(emu), frames_to_send=frames)
+    assert failed, "the flush failed once"
+    assert words(down) == text.split(), "every word once, in order"
+    for record in emu.record.contexts.values():
+        assert record.cancelled or record.done, f"{record.context_id} left open"
