@@ -280,6 +280,9 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
         self._max_buffer_delay_ms = (
             BUFFER_DELAY_MS[self._flush_on] if max_buffer_delay_ms is None else max_buffer_delay_ms
         )
+        # Text waits for its flush no longer than the server would buffer it.
+        delay_ms = self._max_buffer_delay_ms
+        self._hold = HOLD_S if not delay_ms else min(HOLD_S, delay_ms / 1000)
         self._retry = retry or RetryPolicy()
         self._max_contexts = max_concurrent_contexts
         self._reconnect_give_up_s = reconnect_give_up_s
@@ -440,8 +443,7 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
                 bytes_per_second=self._wire_rate * width,
                 sample_width=width,
                 expect_timestamps=self._expect_timestamps,
-                # Never longer than the server would buffer: your max_buffer_delay_ms holds.
-                hold=min(HOLD_S, (self._max_buffer_delay_ms or HOLD_S * 1000) / 1000),
+                hold=self._hold,
                 first_segment_deadline=self._first_segment_deadline,
                 hold_audio_above=LOW_AUDIO_S,
             ),

@@ -88,7 +88,6 @@ LOW_AUDIO_S = 0.5
 
 _CARTESIA_TAG = re.compile(r"</?(?:spell|emotion|break|volume|speed)\b[^>]*>", re.IGNORECASE)
 _TOKEN = re.compile(r"\S+")
-_ALNUM = re.compile(r"[^\W_]")
 
 
 class TurnStateError(CartesiaError):
@@ -335,7 +334,7 @@ class TurnEngine:
             raise TurnStateError(
                 "text after the end of the turn's text", context_id=self.context_id
             )
-        if self._first_word_at is None and _ALNUM.search(text):
+        if self._first_word_at is None and is_speakable(text):
             self._first_word_at = now
         actions = self._take(self.segmenter.feed(text, self._position(now)), now)
         if self._first_deadline_passed:
@@ -385,7 +384,7 @@ class TurnEngine:
             self._first_deadline_passed = False
             return []
         cut = self.segmenter.end_segment(self._position(now))
-        if not cut and _ALNUM.search(str(self._segments[-1])):
+        if not cut and is_speakable(str(self._segments[-1])):
             cut = [Flush()]  # its words are all pushed already (and held, or sent)
         if cut:
             self._first_deadline_passed = False  # once: later stalls have audio playing
@@ -518,9 +517,9 @@ class TurnEngine:
             sum(1 for _ in itertools.islice(_TOKEN.finditer(str(self._segments[0])), words)) < words
         )
         return Position(
-            # Held text (not sent yet) opens the context as much as sent text does.
-            opening=self._phase is not TurnPhase.RESUMING
-            and (current is None or (not current.has_input and current.sent_to == self._end())),
+            # An attempt opens only with speakable text, sent or held for its flush:
+            # it has had its first push.
+            opening=self._phase is not TurnPhase.RESUMING and current is None,
             first_segment=segments == 1,
             switch=self._phase is TurnPhase.SWITCHING,
             early=segments == 1 or short_first,
@@ -867,8 +866,7 @@ class TurnEngine:
             # timestamps may come before their audio), or replayed bytes still to
             # drop: they are counted from a segment's start.
             ahead = attempt.skip > 0 or (
-                attempt.played.get(local, 0) > 0
-                and attempt.released > min(attempt.timed_to, attempt.words_end)
+                attempt.played.get(local, 0) > 0 and attempt.released > attempt.words_end
             )
             if not (self.expect_timestamps and attempt.placeable) or ahead:
                 # Replayed bytes it had still to drop were played before, too.
