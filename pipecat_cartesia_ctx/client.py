@@ -385,6 +385,11 @@ class CartesiaContext:
         """The flush id that audio of text pushed now will carry."""
         return self._state.current_flush_id
 
+    @property
+    def pending(self) -> int:
+        """Events received and not yet taken by `receive`: the next ones come without a wait."""
+        return self._queue.qsize()
+
     async def push(self, text: str, *, generation_config: Mapping[str, Any] | None = None) -> None:
         """Send text; more may follow (``continue: true``).
 

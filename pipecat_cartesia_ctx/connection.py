@@ -30,6 +30,7 @@ from pipecat.utils.types import assert_given
 from .client import CartesiaConnection
 from .frames import CartesiaResumeMetricsData
 from .protocol import (
+    BYTES_PER_SAMPLE,
     AuthenticationError,
     CartesiaAPIError,
     CartesiaConnectionError,
@@ -45,8 +46,11 @@ from .reconnect import ConnectionKeeper, RetryPolicy
 from .settings import generation_config_wire
 from .stats import CartesiaServiceStats
 from .turn import TurnPhase
-from .turn_actions import Action, FaultKind, Open, Retry
+from .turn_actions import Action, Audio, FaultKind, Open, Retry, Words, coalesce
 from .turn_io import TurnIO
+
+# The most audio one frame downstream carries when chunks are taken together.
+MAX_FRAME_S = 0.5
 
 
 class _LocalBudgetFull(ConcurrencyLimitError):
@@ -226,16 +230,27 @@ class ConnectionMixin(WebsocketTTSService):
         return generation_config_wire(assert_given(self._settings.generation_config))
 
     async def _receive(self, turn: TurnIO):
-        """Feed the turn's contexts' events to its engine, context after context."""
+        """Feed the turn's contexts' events to its engine, context after context.
+
+        Events already received are taken together (taking them does not
+        wait), and their audio goes downstream as one frame per segment: the
+        more loaded the process, the fewer frames per second of audio.
+        """
+        max_bytes = round(MAX_FRAME_S * self._wire_rate * BYTES_PER_SAMPLE[self._encoding])
         while (context := await turn.opened.get()) is not None:
+            batch: list[Action] = []
             try:
                 async for event in context.receive():
                     self._stats.errors += isinstance(event, Error)
-                    await self._do(
-                        turn, turn.engine.event(context.context_id, event, time.monotonic())
-                    )
+                    actions = turn.engine.event(context.context_id, event, time.monotonic())
+                    batch += actions
+                    if context.pending and all(isinstance(a, Audio | Words) for a in actions):
+                        continue
+                    await self._do(turn, coalesce(batch, max_bytes))
+                    batch = []
                     self._arm(turn)  # after a 400, audio lets held text go on
             except CartesiaConnectionError as e:
+                await self._do(turn, coalesce(batch, max_bytes))  # what came before the loss
                 await self._do(turn, turn.engine.refused(context.context_id, e))
             if turn.contexts.pop(context.context_id, None) is not None:
                 await self._free_slot()
