@@ -18,7 +18,8 @@ out, its outputs as frames. The service's other jobs are mixins, one a
 module: `ConnectionMixin` (``connection``: the connection, the contexts and
 their budget, retries, errors for pipecat), `PacedTextMixin` (``pacing``: a huge
 text frame in slices), `UnspokenWordsMixin` (``unspoken``: words never voiced
-kept out of pipecat's word output). `CartesiaServiceStats` lives in
+kept out of pipecat's word output), `PlaybackMixin` (``playback``: pipecat's
+audio contexts at less cost per item). `CartesiaServiceStats` lives in
 ``stats`` and `TurnIO`, a turn's I/O state, in ``turn_io``.
 """
 
@@ -56,6 +57,7 @@ from .connection import ConnectionMixin
 from .frames import CartesiaFlushDoneFrame, CartesiaSegmentMetricsData, CartesiaTTSAudioRawFrame
 from .pacing import SLICE_CHARACTERS as SLICE_CHARACTERS  # re-exported: its home used to be here
 from .pacing import PacedTextMixin
+from .playback import PlaybackMixin
 from .protocol import (
     BYTES_PER_SAMPLE,
     DEFAULT_CARTESIA_VERSION,
@@ -96,14 +98,11 @@ from .turn_actions import (
 from .turn_io import TurnIO
 from .unspoken import UnspokenWordsMixin
 
-# How often a turn's audio context is kept alive while its text streams in.
-KEEPALIVE_S = 0.5
-
 
 # Each mixin subclasses `WebsocketTTSService`, so its super() calls and the
 # base's attributes are typed; none overrides a method another part does
 # (``__init__`` aside, which each passes on), so their order does not matter.
-class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMixin):
+class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, PlaybackMixin, ConnectionMixin):
     """Cartesia TTS over WebSocket contexts.
 
     Pushes continuations, flushes per sentence, cancels on interruption.
@@ -292,9 +291,6 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
         self._expect_timestamps = True  # learned per server, carried from turn to turn
         self._wire_rate = 0
         self._turns: dict[str, TurnIO] = {}
-        # The audio context last kept alive, when, and the keepalive due for it.
-        self._kept_alive: tuple[str, float] = ("", 0.0)
-        self._keepalive_due: asyncio.TimerHandle | None = None
         self._stats = CartesiaServiceStats()
 
     # -- pipecat service interface ------------------------------------------------
@@ -577,31 +573,6 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, ConnectionMi
             includes_inter_frame_spaces=True if cjk else None,
             pre_merge_tokens=cjk,
         )
-
-    def _refresh_audio_context(self, context_id: str):
-        # pipecat keeps a turn's audio context alive at every text frame: one
-        # keepalive per LLM token in the queue its audio plays from, each a
-        # trip of the playback task ahead of the audio (under load, half a
-        # second before the first audio). One per KEEPALIVE_S does the same
-        # job: one skipped now goes out when the interval ends, so the context
-        # still lives the full timeout after the turn's last token.
-        if self._keepalive_due is not None:
-            if self._kept_alive[0] == context_id:
-                return
-            self._keepalive_due.cancel()
-            self._keepalive_due = None
-        loop = asyncio.get_running_loop()
-        last_id, last_at = self._kept_alive
-        due = last_at + KEEPALIVE_S if last_id == context_id else 0.0
-        if due <= loop.time():
-            self._keep_alive(context_id)
-        else:
-            self._keepalive_due = loop.call_at(due, self._keep_alive, context_id)
-
-    def _keep_alive(self, context_id: str):
-        self._keepalive_due = None
-        self._kept_alive = (context_id, asyncio.get_running_loop().time())
-        super()._refresh_audio_context(context_id)
 
     async def _register_spoken_text(self, src_frame, text: str, context_id: str):
         # Open the turn's audio (its TTSStartedFrame) before its first words are

@@ -243,7 +243,7 @@ def coalesce(actions: list[Action], max_bytes: int) -> list[Action]:
         if run:
             first = run[0]
             data = first.data if len(run) == 1 else b"".join(a.data for a in run)
-            out.append(Audio(data, first.flush_id, first.first))
+            out.append(Audio(data, first.flush_id, any(a.first for a in run)))
             run.clear()
         if words:
             out.append(Words(tuple(words)))
