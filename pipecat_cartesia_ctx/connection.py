@@ -51,6 +51,8 @@ from .turn_io import TurnIO
 
 # The most audio one frame downstream carries when chunks are taken together.
 MAX_FRAME_S = 0.5
+# Actions that can wait for the events already received: only what goes downstream.
+_OUTPUT = (Audio, Words)
 
 
 class _LocalBudgetFull(ConcurrencyLimitError):
@@ -244,7 +246,7 @@ class ConnectionMixin(WebsocketTTSService):
                     self._stats.errors += isinstance(event, Error)
                     actions = turn.engine.event(context.context_id, event, time.monotonic())
                     batch += actions
-                    if context.pending and all(isinstance(a, Audio | Words) for a in actions):
+                    if context.pending and all(isinstance(a, _OUTPUT) for a in actions):
                         continue
                     await self._do(turn, coalesce(batch, max_bytes))
                     batch = []

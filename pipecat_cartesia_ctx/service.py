@@ -578,6 +578,10 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, PlaybackMixi
         # Open the turn's audio (its TTSStartedFrame) before its first words are
         # registered, as pipecat's own service does, once there is something to
         # say: a "..." turn opens none.
+        if context_id in self._failed_turns:
+            # The rest of a failed turn's text is never voiced: pipecat would
+            # complete its words as spoken when the turn's audio context ends.
+            return
         if is_speakable(text):
             await self._open_audio(context_id)
         await super()._register_spoken_text(src_frame, text, context_id)

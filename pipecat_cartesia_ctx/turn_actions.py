@@ -235,6 +235,8 @@ def coalesce(actions: list[Action], max_bytes: int) -> list[Action]:
     Returns:
         The actions to carry out, in order.
     """
+    if len(actions) < 2:
+        return actions
     out: list[Action] = []
     run: list[Audio] = []
     words: list[tuple[str, float]] = []
