@@ -387,7 +387,11 @@ class CartesiaContext:
 
     @property
     def pending(self) -> int:
-        """Events received and not yet taken by `receive`: the next ones come without a wait."""
+        """What `receive` can take without a wait: events received, and its end once known.
+
+        The end (a cancel, a lost connection) counts as one: nonzero means the
+        next step of `receive` does not wait.
+        """
         return self._queue.qsize()
 
     async def push(self, text: str, *, generation_config: Mapping[str, Any] | None = None) -> None:

@@ -240,7 +240,10 @@ class ConnectionMixin(WebsocketTTSService):
         """
         max_bytes = round(MAX_FRAME_S * self._wire_rate * BYTES_PER_SAMPLE[self._encoding])
         while (context := await turn.opened.get()) is not None:
+            # The engine counts what it returned as gone downstream: a batch is
+            # carried out before anything else, also when the stream ends.
             batch: list[Action] = []
+            lost: CartesiaConnectionError | None = None
             try:
                 async for event in context.receive():
                     self._stats.errors += isinstance(event, Error)
@@ -252,8 +255,10 @@ class ConnectionMixin(WebsocketTTSService):
                     batch = []
                     self._arm(turn)  # after a 400, audio lets held text go on
             except CartesiaConnectionError as e:
-                await self._do(turn, coalesce(batch, max_bytes))  # what came before the loss
-                await self._do(turn, turn.engine.refused(context.context_id, e))
+                lost = e
+            await self._do(turn, coalesce(batch, max_bytes))
+            if lost is not None:
+                await self._do(turn, turn.engine.refused(context.context_id, lost))
             if turn.contexts.pop(context.context_id, None) is not None:
                 await self._free_slot()
 

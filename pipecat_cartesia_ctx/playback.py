@@ -11,15 +11,18 @@ per audio context (its `AudioContextManager`). Two of its habits cost a busy
 process dearly, and this mixin avoids them without changing what is played
 or when a context times out:
 
-- Its playback task takes each item with ``asyncio.wait_for``, which starts a
-  task per item: three turns of the event loop per item even when the item is
-  already there. With a hundred pipelines in one process a turn of the loop
-  takes tens of milliseconds, so the audio context played an item every
-  ~100 ms, behind its own audio. Here an item already queued is taken at
-  once, and the wait for the next one is a timeout, not a task.
+- Its playback task takes each item with ``asyncio.wait_for``, which on
+  Python 3.11 (pipecat installs ``wait_for2`` there) starts a task per item:
+  three turns of the event loop per item even when the item is already
+  there. With a hundred pipelines in one process a turn of the loop takes
+  tens of milliseconds, so the audio context played an item every ~100 ms,
+  behind its own audio. Here an item already queued is taken at once, and
+  the wait for the next one is a timeout, not a task (as ``wait_for`` is
+  from Python 3.12 on).
 - It keeps the turn's audio context alive at every text frame: with token
   streaming, one keepalive per LLM token queued ahead of the audio. Here it
-  is kept alive once per `KEEPALIVE_S`.
+  is kept alive once per `KEEPALIVE_S` (or half the context's timeout, if
+  that is shorter).
 
 Both read pipecat 1.x's `AudioContextManager` (its per-context queues and
 keepalive marker); if those ever change, pipecat's own way is used.
@@ -33,6 +36,7 @@ from loguru import logger
 from pipecat.frames.frames import Frame
 from pipecat.services.tts_service import WebsocketTTSService
 from pipecat.utils.context.audio_context_manager import AudioContextManager
+from pipecat.utils.context.word_timestamp_tracker import WordTimestamp
 
 # How often a turn's audio context is kept alive while its text streams in.
 KEEPALIVE_S = 0.5
@@ -48,11 +52,12 @@ class PlaybackMixin(WebsocketTTSService):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        # The audio context last kept alive, when, and the keepalive due for it.
-        self._kept_alive: tuple[str, float] = ("", 0.0)
-        self._keepalive_due: asyncio.TimerHandle | None = None
+        # The audio context last kept alive, when, and the keepalive due for it
+        # (not pipecat's WebSocket keepalive, `_keepalive_task`).
+        self._audio_kept_alive: tuple[str, float] = ("", 0.0)
+        self._audio_keepalive_due: asyncio.TimerHandle | None = None
 
-    async def _next_audio_context_item(self, context_id: str) -> Frame | object | None:
+    async def _next_audio_context_item(self, context_id: str) -> Frame | WordTimestamp | None:
         """The context's next item (None once it ends or goes quiet), at once if it is queued."""
         queues = getattr(self._audio_context_manager, "_contexts", None)
         queue = queues.get(context_id) if isinstance(queues, dict) else None
@@ -74,20 +79,21 @@ class PlaybackMixin(WebsocketTTSService):
     def _refresh_audio_context(self, context_id: str):
         # A keepalive skipped now goes out when the interval ends, so the context
         # still lives the full timeout after the turn's last token.
-        if self._keepalive_due is not None:
-            if self._kept_alive[0] == context_id:
+        if self._audio_keepalive_due is not None:
+            if self._audio_kept_alive[0] == context_id:
                 return
-            self._keepalive_due.cancel()
-            self._keepalive_due = None
+            self._audio_keepalive_due.cancel()
+            self._audio_keepalive_due = None
         loop = asyncio.get_running_loop()
-        last_id, last_at = self._kept_alive
-        due = last_at + KEEPALIVE_S if last_id == context_id else 0.0
+        last_id, last_at = self._audio_kept_alive
+        interval = min(KEEPALIVE_S, self._stop_frame_timeout_s / 2)
+        due = last_at + interval if last_id == context_id else 0.0
         if due <= loop.time():
-            self._keep_alive(context_id)
+            self._keep_audio_alive(context_id)
         else:
-            self._keepalive_due = loop.call_at(due, self._keep_alive, context_id)
+            self._audio_keepalive_due = loop.call_at(due, self._keep_audio_alive, context_id)
 
-    def _keep_alive(self, context_id: str):
-        self._keepalive_due = None
-        self._kept_alive = (context_id, asyncio.get_running_loop().time())
+    def _keep_audio_alive(self, context_id: str):
+        self._audio_keepalive_due = None
+        self._audio_kept_alive = (context_id, asyncio.get_running_loop().time())
         super()._refresh_audio_context(context_id)

@@ -75,8 +75,11 @@ _action = st.one_of(
 @given(st.lists(_action, max_size=30), st.integers(1, 12))
 def test_coalescing_keeps_every_byte_word_and_action_in_order(actions, max_bytes):
     out = coalesce(actions, max_bytes)
-    # Every byte of every segment, in order; every word, in order.
+    # Every byte, in the same order, each under its segment; every word, in order.
     assert audio_bytes(out) == audio_bytes(actions)
+    assert b"".join(a.data for a in out if isinstance(a, Audio)) == b"".join(
+        a.data for a in actions if isinstance(a, Audio)
+    )
     assert [w for a in out if isinstance(a, Words) for w in a.words] == [
         w for a in actions if isinstance(a, Words) for w in a.words
     ]

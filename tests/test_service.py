@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import numpy as np
@@ -31,6 +32,7 @@ from service_helpers import (
     llm_turn,
     make_tts,
     segment_order,
+    tokens,
     words,
 )
 
@@ -309,6 +311,44 @@ async def test_an_error_that_ends_a_turn_is_a_readable_error_frame_and_the_next_
     assert [f.text for f in flush_dones(down, good.context_id)] == ["The next turn works fine."]
     assert good.done
     assert len(emu.record.connections) == 1, "the connection survives"
+
+
+async def test_a_failed_turns_text_after_a_long_llm_pause_is_never_voiced(make_emulator):
+    # The turn fails mid-answer; the LLM then pauses (a tool call) past the audio
+    # context's timeout, which ends it, and goes on. Its later text must not open
+    # the turn's audio again, nor come out as words, nor fail a second time.
+    emu = await make_emulator(pacing=Pacing(first_chunk_ms=0, speed=50.0, chunk_ms=40))
+    emu.faults.error_after_chunks = 2
+    emu.faults.error = InjectedError(
+        status_code=402, error_code="quota_exceeded", title="Quota", message="out of credits"
+    )
+    tts = make_tts(emu, stop_frame_timeout_s=0.3)
+    ended = asyncio.Event()
+    completed = tts.on_audio_context_completed
+
+    async def on_completed(context_id: str):
+        await completed(context_id)
+        ended.set()
+
+    tts.on_audio_context_completed = on_completed
+    first = tokens("Hello there, this sentence fails soon. ", seed=1)
+    later = tokens("Never voiced words here. ", seed=2)
+    async with running_pipeline(tts) as pipeline:
+        await pipeline.send(LLMFullResponseStartFrame(), *(LLMTextFrame(t) for t in first))
+        await pipeline.up.wait_for(lambda frames: any(isinstance(f, ErrorFrame) for f in frames))
+        await ended.wait()  # the pause outlasted the audio context
+        await pipeline.send(*(LLMTextFrame(t) for t in later), LLMFullResponseEndFrame())
+        mark = len(pipeline.down.frames)
+        await pipeline.send(*llm_turn("The next turn works fine.", seed=3))
+        await pipeline.down.wait_for(lambda frames: len(flush_dones(frames[mark:])) == 1)
+    down, up = pipeline.down.frames, pipeline.up.frames
+    failed, good = emu.record.contexts.values()
+    errors = [f for f in up if isinstance(f, ErrorFrame)]
+    assert ["402 quota_exceeded" in e.error for e in errors] == [True]
+    started = [f.context_id for f in down if isinstance(f, TTSStartedFrame)]
+    assert started == [failed.context_id, good.context_id]
+    assert words(down[:mark]) == failed.spoken, "no word of the failed turn but those voiced"
+    assert words(down[mark:]) == ["The", "next", "turn", "works", "fine."]
 
 
 async def test_an_unknown_model_fails_the_turn_and_a_settings_update_recovers(emu):

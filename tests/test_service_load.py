@@ -62,7 +62,7 @@ async def test_the_audio_context_is_kept_alive_once_per_interval_and_after_the_l
     text = "Keep this context alive while its many small tokens stream in, one after another."
     await run_test(tts, frames_to_send=llm_turn(text, seed=1))
     # The last token's keepalive is not dropped: it goes out when the interval ends.
-    await asyncio.wait_for(after_last.wait(), 5)
+    await after_last.wait()
     assert len(requested) > 20
     span = kept[-1] - kept[0]
     assert len(kept) <= 2 + span / 0.2
@@ -70,7 +70,7 @@ async def test_the_audio_context_is_kept_alive_once_per_interval_and_after_the_l
 
 
 async def test_items_already_queued_in_an_audio_context_are_taken_without_a_turn_of_the_loop(emu):
-    tts = make_tts(emu, stop_frame_timeout_s=1.0)
+    tts = make_tts(emu, stop_frame_timeout_s=0.05)
     manager = tts._audio_context_manager
     await manager.create("c")
     frames = [TTSSpeakFrame(f"item {n}") for n in range(3)]
@@ -82,14 +82,40 @@ async def test_items_already_queued_in_an_audio_context_are_taken_without_a_turn
     asyncio.get_running_loop().call_soon(turned.set)
     taken = [await tts._next_audio_context_item("c") for _ in frames]
     assert taken == frames
-    assert not turned.is_set(), "pipecat's own get turns the loop three times per item"
-    # An empty context is waited on, a keepalive restarts the wait, silence ends it.
+    # On Python 3.11 pipecat's own get (asyncio.wait_for: a task) turns the loop thrice per item.
+    assert not turned.is_set()
+    # An empty context is waited on; its end marker ends it; silence ends it too.
     waiting = asyncio.create_task(tts._next_audio_context_item("c"))
-    await asyncio.sleep(0.6)
-    manager.keepalive("c")
-    await asyncio.sleep(0.6)  # past the first wait's 1 s: the keepalive restarted it
-    assert not waiting.done()
     last = TTSSpeakFrame("last")
     await manager.append("c", last)
     assert await waiting is last
-    assert await tts._next_audio_context_item("c") is None  # 1 s of nothing
+    await manager.append("c", None)
+    assert await tts._next_audio_context_item("c") is None
+    await manager.create("quiet")
+    assert await tts._next_audio_context_item("quiet") is None  # 50 ms of nothing
+
+
+async def test_items_come_as_pipecats_own_audio_context_gives_them(emu, monkeypatch):
+    """What `AudioContextManager.get` gives, and its way if pipecat's manager changes."""
+    tts = make_tts(emu, stop_frame_timeout_s=0.05)
+    manager = tts._audio_context_manager
+    frames = [TTSSpeakFrame(f"item {n}") for n in range(3)]
+
+    async def fill(context_id: str):
+        await manager.create(context_id)
+        await manager.append(context_id, frames[0])
+        manager.keepalive(context_id)
+        manager.keepalive(context_id)
+        await manager.append(context_id, frames[1])
+        await manager.append(context_id, frames[2])
+        await manager.append(context_id, None)
+
+    await fill("ours")
+    await fill("pipecat")
+    ours = [await tts._next_audio_context_item("ours") for _ in range(4)]
+    theirs = [await manager.get("pipecat", timeout=0.05) for _ in range(4)]
+    assert ours == theirs == [*frames, None]
+    # A pipecat without the keepalive marker: its own get, the same items.
+    await fill("changed")
+    monkeypatch.setattr(playback, "_KEEPALIVE", None)
+    assert [await tts._next_audio_context_item("changed") for _ in range(4)] == [*frames, None]
