@@ -34,6 +34,7 @@ from ..protocol import (
     ServerEvent,
     Timestamps,
 )
+from ..protocol.events import chunk_prefix
 from ..protocol.text import ends_sentence, period_context
 from .config import CancelBehavior
 from .pump import PIECE_WORDS as _PIECE_WORDS  # noqa: F401 (tests read it here)
@@ -106,6 +107,7 @@ class EmulatedContext:
         # the one that was under way when a cancel arrived: only that one goes on.
         self._current: _Segment | None = None
         self._cancelled_during: _Segment | None = None
+        self._chunk_head = chunk_prefix(state.context_id).encode()
         host.start_task(self._run(), name=f"emulator-context-{state.context_id}")
 
     @property
@@ -350,6 +352,8 @@ class EmulatedContext:
             self._host,
             self._may_send,
             self._after_chunk,
+            self._next_mark,
+            self._chunk_head,
         ).run()
         for i in range(piece.sent, len(piece.bounds)):
             if not piece.waiting and not self._may_send(segment):
@@ -376,6 +380,20 @@ class EmulatedContext:
         ):
             return self._timing(piece, heard)
         return ()
+
+    def _next_mark(self, piece: Piece) -> float:
+        """Seconds of audio heard before which `_after_chunk` has nothing to note or send.
+
+        The end of the next word (or phoneme, when asked for) not yet handed
+        out: exactly where one of its cursors becomes ready.
+        """
+        opening = self.state.opening
+        mark = piece.spoken.next_end
+        if opening.add_timestamps:
+            mark = min(mark, piece.words.next_end)
+        if opening.add_phoneme_timestamps:
+            mark = min(mark, piece.phonemes.next_end)
+        return mark
 
     async def _render(
         self, segment: _Segment, text: str, encoding: str, rate: int
