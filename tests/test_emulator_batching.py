@@ -11,13 +11,16 @@ import binascii
 import json
 
 import pytest
+from helpers import collect, new_context
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 from wire_helpers import connect_raw, ends, read_until, wire
 
 from pipecat_cartesia_ctx.audio import encode_float
+from pipecat_cartesia_ctx.client import CartesiaConnection
 from pipecat_cartesia_ctx.emulator import Pacing, SyntheticVoice
+from pipecat_cartesia_ctx.emulator.context import _pieces
 from pipecat_cartesia_ctx.emulator.outbox import text_header
 from pipecat_cartesia_ctx.emulator.pacer import Pacer
 from pipecat_cartesia_ctx.protocol import (
@@ -225,6 +228,75 @@ async def test_chunks_of_two_contexts_of_one_socket_due_together_share_a_write(s
         assert own[-1].type == "done"
     chunks_by_write = [{kind(p)[1] for p in w if kind(p)[0] == "chunk"} for w in written()]
     assert {"a", "b"} in chunks_by_write, "some write carries chunks of both contexts"
+
+
+# -- laid out once: the next piece's layout is made ahead and used -----------------------
+
+
+class CountingVoice(SyntheticVoice):
+    """The synthetic voice, counting the layouts it makes."""
+
+    def __init__(self):
+        super().__init__()
+        self.layouts: list[str] = []
+
+    def layout(self, text, sample_rate, **kwargs):
+        self.layouts.append(text)
+        return super().layout(text, sample_rate, **kwargs)
+
+
+async def test_each_piece_is_laid_out_once_and_sounds_as_the_voice_says(make_emulator):
+    voice = CountingVoice()
+    emu = await make_emulator(voice=voice, pacing=Pacing(first_chunk_ms=0, speed=50.0))
+    long_answer = " ".join(f"word{i % 37}," if i % 9 == 8 else f"w{i % 23}" for i in range(300))
+    generations = [long_answer + ". ", "And a short one after it."]
+    conn = await CartesiaConnection.connect(api_key="k", url=emu.url)
+    fmt = {"container": "raw", "encoding": "pcm_f32le", "sample_rate": 16000}
+    ctx = new_context(conn, output_format=fmt, add_phoneme_timestamps=True)
+    for text in generations:
+        await ctx.push(text)
+        await ctx.flush()
+    await ctx.no_more_inputs()
+    events = await collect(ctx)
+    await conn.close()
+    spoken = emu.record.context(ctx.context_id).generations
+    assert [text.strip() for text in spoken] == [text.strip() for text in generations]
+    pieces = [piece for text in spoken for piece in _pieces(text)]
+    assert len(pieces) >= 4
+    # Each piece is rendered on its own, from where the one before ended.
+    audio, words, phonemes, offset = b"", [], [], 0
+    for piece in pieces:
+        speech = voice.synthesize(piece, 16000, offset_samples=offset)
+        offset += len(speech.samples)
+        audio += encode_float(speech.samples, "pcm_f32le")
+        words += [(s.text, s.start, s.end) for s in speech.words]
+        phonemes += [(s.text, s.start, s.end) for s in speech.phonemes]
+    assert b"".join(e.audio for e in events if isinstance(e, Chunk)) == audio
+    assert [
+        t
+        for e in events
+        if isinstance(e, Timestamps)
+        for t in zip(e.words, e.start, e.end, strict=True)
+    ] == words
+    assert [
+        t
+        for e in events
+        if isinstance(e, PhonemeTimestamps)
+        for t in zip(e.phonemes, e.start, e.end, strict=True)
+    ] == phonemes
+    # One layout per piece: by the piece before, ahead of time, or (the first) when due;
+    # the synthesize calls above come after.
+    assert voice.layouts[: len(pieces)] == pieces
+
+
+def test_a_voice_changed_after_use_lays_text_out_with_its_new_timing():
+    voice = SyntheticVoice()
+    text = "Timing follows the knobs."
+    before = voice.layout(text, 24000)
+    voice.letter_s *= 2
+    after = voice.layout(text, 24000)
+    assert after.samples > before.samples
+    assert after == SyntheticVoice(letter_s=voice.letter_s).layout(text, 24000)
 
 
 async def test_a_client_that_stops_reading_gets_every_frame_in_order_once_it_reads(

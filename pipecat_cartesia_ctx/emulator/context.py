@@ -108,6 +108,9 @@ class EmulatedContext:
         self._current: _Segment | None = None
         self._cancelled_during: _Segment | None = None
         self._chunk_head = chunk_prefix(state.context_id).encode()
+        # The layout `prefetch` made of the piece expected next: (its generation,
+        # first sample, text, layout), so the piece is not laid out twice.
+        self._ahead: tuple[_Segment, int, str, Layout] | None = None
         host.start_task(self._run(), name=f"emulator-context-{state.context_id}")
 
     @property
@@ -323,7 +326,9 @@ class EmulatedContext:
         if after is not None:
             next_text, owner = after
             encoding, config = opening.output_format.encoding, owner.generation_config
-            prefetch(self._host.voice, next_text, rate, encoding, config)
+            offset = self._offset_samples
+            ahead = prefetch(self._host.voice, next_text, rate, encoding, config, offset)
+            self._ahead = None if ahead is None else (owner, offset, next_text, ahead)
         seconds_per_byte = 0.0 if math.isinf(pacing.speed) else 1.0 / (rate * width * pacing.speed)
         # Audio cannot go out before it is rendered: a slow render delays the start, it
         # never compresses the pacing into a burst.
@@ -406,9 +411,13 @@ class EmulatedContext:
             offset_samples=self._offset_samples,
             generation_config=segment.generation_config,
         )
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[:2] == (segment, self._offset_samples) and ahead[2] == text:
+            layout = ahead[3]  # laid out ahead, exactly as here
+        else:
+            layout = lay_out(render=False)
         # A voice that must render to know where its words fall (espeak) says so
         # with None: it lays the piece out in a thread.
-        layout = lay_out(render=False)
         if layout is None:
             layout = await asyncio.to_thread(lay_out)
         assert layout is not None  # rendering on: never None

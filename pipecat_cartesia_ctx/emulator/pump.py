@@ -75,21 +75,41 @@ def prefetch(
     rate: int,
     encoding: str,
     generation_config: Mapping[str, Any] | None,
-) -> None:
+    offset_samples: int = 0,
+) -> Layout | None:
     """Render the new words of the piece that comes next, in a worker thread, now.
 
     A piece is rendered as the one before it sends its last chunk, so a piece
     with words never heard would start late by its render time; rendered while
     the one before plays, it comes from the cache. Only the cache changes: what
     is sent is the same.
+
+    Args:
+        voice: The voice.
+        text: The next piece's text.
+        rate: Sample rate.
+        encoding: Encoding.
+        generation_config: The next piece's generation config.
+        offset_samples: Samples of the context before the next piece.
+
+    Returns:
+        The next piece's layout at ``offset_samples``, to be used when its turn
+        comes; None when the voice must render to lay it out.
     """
-    layout = voice.layout(text, rate, generation_config=generation_config, render=False)
+    layout = voice.layout(
+        text,
+        rate,
+        offset_samples=offset_samples,
+        generation_config=generation_config,
+        render=False,
+    )
     if layout is None or not voice.cached(layout, encoding):
         # One thread of its own: rendering ahead never delays a render that a
         # first chunk waits for (those go to the loop's default executor).
         render = functools.partial(_render, voice, layout, text, rate, encoding, generation_config)
         done = asyncio.get_running_loop().run_in_executor(_AHEAD, render)
         done.add_done_callback(_report_failure)
+    return layout
 
 
 def _render(
