@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import json
+import threading
 
 import pytest
 from helpers import collect, new_context
@@ -317,3 +318,51 @@ async def test_a_client_that_stops_reading_gets_every_frame_in_order_once_it_rea
     assert audio == encode_float(VOICE_MODEL.synthesize(text, 24000).samples, "pcm_s16le")
     assert [w for e in events if isinstance(e, Timestamps) for w in e.words] == text.split()
     assert emu.record.context("slow").events == [e.type for e in events]
+
+
+# -- rendering: off the loop, one render at a time ---------------------------------------
+
+
+class WatchedVoice(SyntheticVoice):
+    """The synthetic voice, noting where and how many at once it renders words."""
+
+    def __init__(self):
+        super().__init__()
+        self._lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.threads: set[str] = set()
+
+    def encode(self, layout, encoding, *, render=True):
+        if not render:
+            return super().encode(layout, encoding, render=False)
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.threads.add(threading.current_thread().name)
+        try:
+            return super().encode(layout, encoding)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+async def test_words_never_heard_are_rendered_off_the_loop_one_render_at_a_time(make_emulator):
+    # More render threads would not render faster, only take the GIL from the
+    # loop that sends every stream's chunks.
+    voice = WatchedVoice()
+    emu = await make_emulator(voice=voice)
+    texts = [f"Stream {i} says words never said before: zork{i} quib{i} flam{i}." for i in range(6)]
+    conns = [await CartesiaConnection.connect(api_key="k", url=emu.url) for _ in texts]
+    contexts = [new_context(conn) for conn in conns]
+    for ctx, text in zip(contexts, texts, strict=True):
+        await ctx.push(text)
+        await ctx.no_more_inputs()
+    results = await asyncio.gather(*(collect(ctx) for ctx in contexts))
+    for conn in conns:
+        await conn.close()
+    for events, text in zip(results, texts, strict=True):
+        audio = b"".join(e.audio for e in events if isinstance(e, Chunk))
+        assert audio == encode_float(VOICE_MODEL.synthesize(text, 24000).samples, "pcm_s16le")
+    assert voice.most == 1
+    assert voice.threads == {"emulator-render_0"}

@@ -38,7 +38,7 @@ from ..protocol.events import chunk_prefix
 from ..protocol.text import ends_sentence, period_context
 from .config import CancelBehavior
 from .pump import PIECE_WORDS as _PIECE_WORDS  # noqa: F401 (tests read it here)
-from .pump import ChunkPump, Piece, SpanCursor, chunk_bounds, prefetch
+from .pump import RENDER, ChunkPump, Piece, SpanCursor, chunk_bounds, prefetch
 from .pump import pieces as _pieces
 from .voice import Layout
 
@@ -419,14 +419,15 @@ class EmulatedContext:
         # A voice that must render to know where its words fall (espeak) says so
         # with None: it lays the piece out in a thread.
         if layout is None:
-            layout = await asyncio.to_thread(lay_out)
+            layout = await asyncio.get_running_loop().run_in_executor(RENDER, lay_out)
         assert layout is not None  # rendering on: never None
         # Words heard before come from the voice's cache at once; rendering a new
         # one takes ~3 ms per audio second, so a piece with any goes to a thread,
         # where it does not hold up other contexts' chunks or the reading of cancels.
         data = voice.encode(layout, encoding, render=False)
         if data is None:
-            data = await asyncio.to_thread(voice.encode, layout, encoding)
+            encode = functools.partial(voice.encode, layout, encoding)
+            data = await asyncio.get_running_loop().run_in_executor(RENDER, encode)
         assert data is not None  # rendering on: never None
         return layout, data
 

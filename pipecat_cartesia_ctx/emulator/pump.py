@@ -45,6 +45,11 @@ from .voices import Voice
 
 # Renders ahead of time (`prefetch`), one at a time, for every emulator in the process.
 _AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-render-ahead")
+# Renders a first chunk waits for, one at a time: more threads would not render
+# faster (the voice's numpy work and espeak hold the GIL or a lock for much of
+# it), but would take the GIL from the event loop, which sends every stream's
+# chunks, each time one of its writes lets go of it.
+RENDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-render")
 # A generation longer than this many words is rendered and sent piece by piece.
 PIECE_WORDS = 120
 _SPACE_OR_TAG = re.compile(r"\s+|<")
