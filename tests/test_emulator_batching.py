@@ -27,6 +27,7 @@ from pipecat_cartesia_ctx.emulator.pacer import Pacer
 from pipecat_cartesia_ctx.protocol import (
     Chunk,
     Done,
+    FlushDone,
     PhonemeTimestamps,
     Timestamps,
     encode_event,
@@ -54,6 +55,13 @@ def test_the_spliced_timestamps_frame_is_the_generic_encoding(kind, context_id, 
     labels, start, end = zip(*timing, strict=True) if timing else ((), (), ())
     event = kind(context_id, labels, start, end, flush_id)
     assert encode_event(event) == dumps(event_to_wire(event))
+
+
+@settings(max_examples=200, deadline=None)
+@given(context_id=st.text(), flush_id=st.integers(min_value=0, max_value=2**70))
+def test_the_spliced_flush_done_and_done_frames_are_the_generic_encoding(context_id, flush_id):
+    for event in (FlushDone(context_id, flush_id), Done(context_id)):
+        assert encode_event(event) == dumps(event_to_wire(event))
 
 
 @settings(max_examples=200, deadline=None)

@@ -368,9 +368,24 @@ def encode_event(event: ServerEvent, *, legacy_errors: bool = False) -> str:
     """
     if isinstance(event, Chunk):
         return encode_chunk(event.context_id, event.audio, event.flush_id, event.step_time)
-    if isinstance(event, Timestamps | PhonemeTimestamps):
+    if isinstance(event, _TIMESTAMPS):
         return encode_timestamps(event)
+    if isinstance(event, FlushDone):
+        return (
+            '{"type":"flush_done","context_id":'
+            + _json_value(event.context_id)
+            + ',"data":"","done":false,"flush_done":true,"flush_id":'
+            + _json_value(event.flush_id)
+            + f',"status_code":{STATUS_PARTIAL}}}'
+        )
+    if isinstance(event, Done):
+        done = f',"done":true,"status_code":{STATUS_PARTIAL}}}'
+        return '{"type":"done","context_id":' + _json_value(event.context_id) + done
     return dumps(event_to_wire(event, legacy_errors=legacy_errors))
+
+
+# A tuple, not ``Timestamps | PhonemeTimestamps``: that makes a union object at each call.
+_TIMESTAMPS = (Timestamps, PhonemeTimestamps)
 
 
 def encode_chunk(
