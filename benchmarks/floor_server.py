@@ -57,9 +57,12 @@ class Pacer:
         self._heap: list = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
+        self._firing = False
 
     def call_at(self, when: float, callback) -> None:
         heapq.heappush(self._heap, (when, next(self._order), callback))
+        if self._firing:
+            return  # armed once the wakeup's calls have run, as the emulator's pacer does
         if self._timer is None or when + _WINDOW_S < self._timer.when():
             if self._timer is not None:
                 self._timer.cancel()
@@ -68,9 +71,11 @@ class Pacer:
     def _fire(self) -> None:
         self._timer = None
         now = self._loop.time()
+        self._firing = True
         while self._heap and self._heap[0][0] <= now:
             heapq.heappop(self._heap)[2]()
-        if self._heap and self._timer is None:
+        self._firing = False
+        if self._heap:
             self._timer = self._loop.call_at(self._heap[0][0] + _WINDOW_S, self._fire)
 
 

@@ -263,9 +263,10 @@ async def test_the_emulator_speaks_the_same_bytes_and_timestamps_cached_or_not(
     assert len(cold.voice.cache) == 0
 
 
-async def test_chunks_sent_from_the_timer_and_from_the_task_are_the_same(make_emulator):
+@pytest.mark.parametrize("unaligned", [True, False])
+async def test_chunks_sent_from_the_timer_and_from_the_task_are_the_same(make_emulator, unaligned):
     # A fault armed for later keeps every chunk on the task's path; none fires.
-    pacing = Pacing(first_chunk_ms=5, speed=40.0, chunk_ms=20, unaligned_chunks=True)
+    pacing = Pacing(first_chunk_ms=5, speed=40.0, chunk_ms=20, unaligned_chunks=unaligned)
     fast = await make_emulator(pacing=pacing)
     slow = await make_emulator(pacing=pacing, faults=Faults(stall_after_chunks=10**9))
     fmt = {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 24000}

@@ -34,10 +34,11 @@ from ..protocol import (
     ServerEvent,
     Timestamps,
 )
+from ..protocol.events import chunk_prefix
 from ..protocol.text import ends_sentence, period_context
 from .config import CancelBehavior
 from .pump import PIECE_WORDS as _PIECE_WORDS  # noqa: F401 (tests read it here)
-from .pump import ChunkPump, Piece, SpanCursor, chunk_bounds, prefetch
+from .pump import RENDER, ChunkPump, Piece, SpanCursor, chunk_bounds, prefetch
 from .pump import pieces as _pieces
 from .voice import Layout
 
@@ -106,6 +107,10 @@ class EmulatedContext:
         # the one that was under way when a cancel arrived: only that one goes on.
         self._current: _Segment | None = None
         self._cancelled_during: _Segment | None = None
+        self._chunk_head = chunk_prefix(state.context_id).encode()
+        # The layout `prefetch` made of the piece expected next: (its generation,
+        # first sample, text, layout), so the piece is not laid out twice.
+        self._ahead: tuple[_Segment, int, str, Layout] | None = None
         host.start_task(self._run(), name=f"emulator-context-{state.context_id}")
 
     @property
@@ -321,7 +326,9 @@ class EmulatedContext:
         if after is not None:
             next_text, owner = after
             encoding, config = opening.output_format.encoding, owner.generation_config
-            prefetch(self._host.voice, next_text, rate, encoding, config)
+            offset = self._offset_samples
+            ahead = prefetch(self._host.voice, next_text, rate, encoding, config, offset)
+            self._ahead = None if ahead is None else (owner, offset, next_text, ahead)
         seconds_per_byte = 0.0 if math.isinf(pacing.speed) else 1.0 / (rate * width * pacing.speed)
         # Audio cannot go out before it is rendered: a slow render delays the start, it
         # never compresses the pacing into a burst.
@@ -350,6 +357,8 @@ class EmulatedContext:
             self._host,
             self._may_send,
             self._after_chunk,
+            self._next_mark,
+            self._chunk_head,
         ).run()
         for i in range(piece.sent, len(piece.bounds)):
             if not piece.waiting and not self._may_send(segment):
@@ -377,6 +386,20 @@ class EmulatedContext:
             return self._timing(piece, heard)
         return ()
 
+    def _next_mark(self, piece: Piece) -> float:
+        """Seconds of audio heard before which `_after_chunk` has nothing to note or send.
+
+        The end of the next word (or phoneme, when asked for) not yet handed
+        out: exactly where one of its cursors becomes ready.
+        """
+        opening = self.state.opening
+        mark = piece.spoken.next_end
+        if opening.add_timestamps:
+            mark = min(mark, piece.words.next_end)
+        if opening.add_phoneme_timestamps:
+            mark = min(mark, piece.phonemes.next_end)
+        return mark
+
     async def _render(
         self, segment: _Segment, text: str, encoding: str, rate: int
     ) -> tuple[Layout, bytes]:
@@ -388,18 +411,23 @@ class EmulatedContext:
             offset_samples=self._offset_samples,
             generation_config=segment.generation_config,
         )
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[:2] == (segment, self._offset_samples) and ahead[2] == text:
+            layout = ahead[3]  # laid out ahead, exactly as here
+        else:
+            layout = lay_out(render=False)
         # A voice that must render to know where its words fall (espeak) says so
         # with None: it lays the piece out in a thread.
-        layout = lay_out(render=False)
         if layout is None:
-            layout = await asyncio.to_thread(lay_out)
+            layout = await asyncio.get_running_loop().run_in_executor(RENDER, lay_out)
         assert layout is not None  # rendering on: never None
         # Words heard before come from the voice's cache at once; rendering a new
         # one takes ~3 ms per audio second, so a piece with any goes to a thread,
         # where it does not hold up other contexts' chunks or the reading of cancels.
         data = voice.encode(layout, encoding, render=False)
         if data is None:
-            data = await asyncio.to_thread(voice.encode, layout, encoding)
+            encode = functools.partial(voice.encode, layout, encoding)
+            data = await asyncio.get_running_loop().run_in_executor(RENDER, encode)
         assert data is not None  # rendering on: never None
         return layout, data
 

@@ -33,12 +33,27 @@ class ContextHost(Protocol):
         """Send one event of ``context``."""
         ...
 
-    def can_send_now(self) -> bool:
-        """Whether a chunk can go out at once from a timer (`send_now`), nothing to wait for."""
+    def send_chunk_now(
+        self,
+        context: EmulatedContext,
+        head: bytes,
+        body: bytes,
+        tail: bytes,
+        flush_id: int | None,
+        size: int,
+    ) -> bool:
+        """Send a chunk of ``context`` (its frame's payload in three parts) from a timer.
+
+        Returns False, sending nothing, when there is something to wait for.
+        """
         ...
 
     def send_now(self, event: ServerEvent, context: EmulatedContext) -> None:
-        """Send one event of ``context`` at once."""
+        """Send one event of ``context`` at once, after a chunk `send_chunk_now` sent."""
+        ...
+
+    def flush(self) -> None:
+        """Write what `send_chunk_now` and `send_now` queued."""
         ...
 
     def release(self, context: EmulatedContext) -> None:

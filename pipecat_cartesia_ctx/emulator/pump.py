@@ -14,13 +14,20 @@ straight from the shared pacer's timer instead, and gives the rest back to the
 task as soon as something needs waiting (a stall, a fault to fire, a client not
 reading, a cancel): the task then goes on exactly as it would have. `prefetch`
 renders the next piece's new words while the current one plays.
+
+What every chunk of a piece shares is worked out once per piece (`Piece`):
+when each is due, how much of the context a listener has heard after it, the
+end of its frame's text; a chunk costs its base64 and a few comparisons, and
+the words' bookkeeping runs only at the chunks where a word ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import functools
 import itertools
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from ..protocol import Chunk, ServerEvent
+from ..protocol import Chunk, ContextPhase, ServerEvent
+from ..protocol.events import chunk_suffix
 from ..protocol.text import tag_end
 from .config import Pacing
 from .voice import Layout, Span
@@ -37,6 +45,11 @@ from .voices import Voice
 
 # Renders ahead of time (`prefetch`), one at a time, for every emulator in the process.
 _AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-render-ahead")
+# Renders a first chunk waits for, one at a time: more threads would not render
+# faster (the voice's numpy work and espeak hold the GIL or a lock for much of
+# it), but would take the GIL from the event loop, which sends every stream's
+# chunks, each time one of its writes lets go of it.
+RENDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-render")
 # A generation longer than this many words is rendered and sent piece by piece.
 PIECE_WORDS = 120
 _SPACE_OR_TAG = re.compile(r"\s+|<")
@@ -67,21 +80,41 @@ def prefetch(
     rate: int,
     encoding: str,
     generation_config: Mapping[str, Any] | None,
-) -> None:
+    offset_samples: int = 0,
+) -> Layout | None:
     """Render the new words of the piece that comes next, in a worker thread, now.
 
     A piece is rendered as the one before it sends its last chunk, so a piece
     with words never heard would start late by its render time; rendered while
     the one before plays, it comes from the cache. Only the cache changes: what
     is sent is the same.
+
+    Args:
+        voice: The voice.
+        text: The next piece's text.
+        rate: Sample rate.
+        encoding: Encoding.
+        generation_config: The next piece's generation config.
+        offset_samples: Samples of the context before the next piece.
+
+    Returns:
+        The next piece's layout at ``offset_samples``, to be used when its turn
+        comes; None when the voice must render to lay it out.
     """
-    layout = voice.layout(text, rate, generation_config=generation_config, render=False)
+    layout = voice.layout(
+        text,
+        rate,
+        offset_samples=offset_samples,
+        generation_config=generation_config,
+        render=False,
+    )
     if layout is None or not voice.cached(layout, encoding):
         # One thread of its own: rendering ahead never delays a render that a
         # first chunk waits for (those go to the loop's default executor).
         render = functools.partial(_render, voice, layout, text, rate, encoding, generation_config)
         done = asyncio.get_running_loop().run_in_executor(_AHEAD, render)
         done.add_done_callback(_report_failure)
+    return layout
 
 
 def _render(
@@ -114,6 +147,11 @@ class SpanCursor:
     def ready(self, until: float) -> bool:
         """Whether `take` would hand out a span now."""
         return self._next < len(self._spans) and self._spans[self._next].end <= until + 1e-9
+
+    @property
+    def next_end(self) -> float:
+        """The end of the next span to hand out; infinite when none is left."""
+        return self._spans[self._next].end if self._next < len(self._spans) else math.inf
 
     def take(self, until: float) -> list[Span]:
         """The spans not yet taken that end at or before ``until`` seconds."""
@@ -169,10 +207,35 @@ class Piece:
     # The next chunk's wait has begun, the context allowed to send when it did:
     # a cancel arriving during the wait leaves it in flight.
     waiting: bool = field(default=False)
+    # Worked out once for all the chunks (`ChunkPump`).
+    view: memoryview = field(init=False, repr=False)
+    dues: list[float] = field(init=False, repr=False)
+    heard_s: list[float] = field(init=False, repr=False)
+    tails: dict[int, bytes] = field(init=False, repr=False, default_factory=dict)
+
+    def __post_init__(self):
+        self.view = memoryview(self.data)
+        start, spb, first, width, rate = (
+            self.start,
+            self.seconds_per_byte,
+            self.first_sample,
+            self.width,
+            self.rate,
+        )
+        self.dues = [start + a * spb for a, _ in self.bounds]
+        self.heard_s = [(first + b // width) / rate for _, b in self.bounds]
 
     def due(self, i: int) -> float:
         """Loop time chunk ``i`` is due."""
-        return self.start + self.bounds[i][0] * self.seconds_per_byte
+        return self.dues[i]
+
+    def tail(self, size: int) -> bytes:
+        """The text after the audio in the frame of a chunk of ``size`` bytes (`chunk_suffix`)."""
+        tail = self.tails.get(size)
+        if tail is None:
+            step_ms = round(size * self.seconds_per_byte * 1000.0, 3)
+            tail = self.tails[size] = chunk_suffix(self.flush_id, step_ms).encode()
+        return tail
 
     def chunk(self, i: int, context_id: str) -> Chunk:
         """Chunk ``i``'s event."""
@@ -182,7 +245,10 @@ class Piece:
 
     def heard(self, i: int) -> float:
         """Seconds of the context's audio a listener has once chunk ``i`` is in."""
-        return (self.first_sample + self.bounds[i][1] // self.width) / self.rate
+        return self.heard_s[i]
+
+
+_CANCELLED, _FAILED = ContextPhase.CANCELLED, ContextPhase.FAILED
 
 
 class ChunkPump:
@@ -191,9 +257,13 @@ class ChunkPump:
     Parameters:
         context: The context (an `EmulatedContext`).
         piece: The piece, its ``sent`` count where the pump starts.
+        host: The connection.
         may_send: ``may_send(segment, in_flight)``: whether the context may
             still send a chunk of the piece (`EmulatedContext._may_send`).
         after_chunk: The events that follow chunk ``i`` (its timestamps).
+        next_mark: Seconds of the context's audio before which ``after_chunk``
+            has nothing to do (the end of the next word or phoneme to note).
+        head: The context's chunk frames' text before the audio (`chunk_prefix`).
     """
 
     def __init__(
@@ -203,19 +273,24 @@ class ChunkPump:
         host: ContextHost,
         may_send: Callable[[Any, bool], bool],
         after_chunk: Callable[[Piece, int], Iterable[ServerEvent]],
+        next_mark: Callable[[Piece], float],
+        head: bytes,
     ):
         self._context = context
-        self._context_id: str = context.context_id
         self._piece = piece
         self._host = host
         self._may_send = may_send
         self._after_chunk = after_chunk
+        self._next_mark = next_mark
+        self._mark = next_mark(piece)
+        self._head = head
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future[None] = self._loop.create_future()
 
     async def run(self) -> None:
         """Send chunks until the piece is out or the task must take over (``piece.sent`` says)."""
         self._step()
+        self._host.flush()  # called from the task, not a tick: what it sent goes now
         # Cancelled (the connection closed): the future is done, the next step does nothing.
         await self._done
 
@@ -230,22 +305,35 @@ class ChunkPump:
 
     def _pump(self) -> None:
         # The same steps, in the same order, as the task's loop in `EmulatedContext`,
-        # which takes over (and checks again) wherever this one stops.
+        # which takes over (and checks again) wherever this one stops. A context
+        # neither cancelled nor failed may send: ``may_send`` is asked only then.
         piece, host, context, may_send = self._piece, self._host, self._context, self._may_send
-        segment, bounds, time = piece.segment, piece.bounds, self._loop.time
+        state, segment, flush_id, head = context.state, piece.segment, piece.flush_id, self._head
+        bounds, dues, heard, view = piece.bounds, piece.dues, piece.heard_s, piece.view
+        tails = piece.tails
+        time, b64 = self._loop.time, binascii.b2a_base64
         while (i := piece.sent) < len(bounds):
             if not piece.waiting:
-                if not may_send(segment, False):
+                phase = state.phase
+                if (phase is _CANCELLED or phase is _FAILED) and not may_send(segment, False):
                     break
                 piece.waiting = True
-            due = piece.start + bounds[i][0] * piece.seconds_per_byte  # piece.due(i)
+            due = dues[i]
             if due > time():
                 host.pacer.call_at(due, self._step)
                 return
-            if not (may_send(segment, True) and host.can_send_now()):
+            phase = state.phase
+            if (phase is _CANCELLED or phase is _FAILED) and not may_send(segment, True):
                 break
-            host.send_now(piece.chunk(i, self._context_id), context)
+            begin, end = bounds[i]
+            size = end - begin
+            body = b64(view[begin:end], newline=False)
+            tail = tails.get(size) or piece.tail(size)
+            if not host.send_chunk_now(context, head, body, tail, flush_id, size):
+                break
             piece.sent, piece.waiting = i + 1, False
-            for event in self._after_chunk(piece, i):
-                host.send_now(event, context)
+            if self._mark <= heard[i] + 1e-9:  # a word (or phoneme) ends in this chunk
+                for event in self._after_chunk(piece, i):
+                    host.send_now(event, context)
+                self._mark = self._next_mark(piece)
         self._done.set_result(None)

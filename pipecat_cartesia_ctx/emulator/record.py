@@ -97,13 +97,13 @@ class ContextRecord:
             legacy_errors: The connection sends errors in the shape of versions
                 before 2026-03-01 (an error is kept as its wire object).
         """
+        if isinstance(event, Chunk):
+            self.note_chunk(event.flush_id, len(event.audio))
+            return
         self.events.append(event.type)
         if self.cancelled:
             self.events_after_cancel.append(event.type)
-        if isinstance(event, Chunk):
-            key = event.flush_id or 0
-            self.audio_bytes[key] = self.audio_bytes.get(key, 0) + len(event.audio)
-        elif isinstance(event, Timestamps):
+        if isinstance(event, Timestamps):
             self.words.extend(event.words)
         elif isinstance(event, FlushDone):
             self.flush_done_ids.append(event.flush_id)
@@ -111,6 +111,19 @@ class ContextRecord:
             self.done = True
         elif isinstance(event, Error):
             self.errors.append(event_to_wire(event, legacy_errors=legacy_errors))
+
+    def note_chunk(self, flush_id: int | None, size: int) -> None:
+        """Record one chunk sent for the context (`note_sent`, without making the event).
+
+        Args:
+            flush_id: Its flush id.
+            size: Its bytes of audio.
+        """
+        self.events.append("chunk")
+        if self.cancelled:
+            self.events_after_cancel.append("chunk")
+        key = flush_id or 0
+        self.audio_bytes[key] = self.audio_bytes.get(key, 0) + size
 
     @property
     def transcript(self) -> str:

@@ -39,6 +39,7 @@ from ..protocol import (
 from ..protocol.wire import json_object
 from .config import Behavior, InjectedError, Pacing
 from .context import EmulatedContext
+from .outbox import Outbox
 from .pacer import Pacer
 from .record import ConnectionRecord, ContextRecord, InputRecord
 from .voice import SyntheticVoice
@@ -70,6 +71,7 @@ class Session:
         self.record = record
         self._emu = emulator
         self._ws = ws
+        self._outbox = Outbox(ws, emulator.pacer)
         self._legacy_errors = legacy_errors
         # Contexts whose output task runs: open ones, and cancelled ones still
         # finishing the generation under way.
@@ -131,6 +133,7 @@ class Session:
 
     def close_soon(self, code: int, reason: str, abort: bool = False) -> None:
         """Close the socket (cleanly, or by aborting the TCP connection)."""
+        self._outbox.flush()  # what was sent before goes first, as it would have
         if abort:
             self._ws.transport.abort()
         else:
@@ -300,8 +303,11 @@ class Session:
             return  # its error event was its last (checked after any wait, just before sending)
         text = encode_event(event, legacy_errors=self._legacy_errors)
         if self._writable():
-            self._write(text)
+            # Written with whatever else of this turn of the loop: a segment's last
+            # timestamps and its flush_done, say.
+            self._outbox.add(text.encode())
         else:
+            self._outbox.flush()  # in order: what the pacer's tick left goes first
             try:
                 await self._ws.send(text)  # waits for the client to read, or reports the close
             except ConnectionClosed:
@@ -311,43 +317,77 @@ class Session:
         if isinstance(event, Chunk) and context is not None:
             await self._after_chunk(context)
 
-    def can_send_now(self) -> bool:
-        """Whether `send_now` may send a chunk: nothing to wait for, no fault to fire after it."""
-        return (
-            not self._closing
-            and self._stall_until <= self._loop.time()
-            and not self._emu.faults.armed_after_chunks()
-            and self._writable()
-        )
+    def send_chunk_now(
+        self,
+        context: EmulatedContext,
+        head: bytes,
+        body: bytes,
+        tail: bytes,
+        flush_id: int | None,
+        size: int,
+    ) -> bool:
+        """Send a chunk of a context at once, from the pacer's timer, if nothing must wait.
+
+        The chunk's frame comes in parts (`protocol.chunk_prefix`, its base64
+        audio, `protocol.chunk_suffix`), so no `Chunk` is made and its text is
+        joined only with the rest of the tick's writes (`Outbox`).
+
+        Args:
+            context: The context (it may send: the caller checked).
+            head: The frame's payload before the audio.
+            body: The audio, base64.
+            tail: The payload after the audio.
+            flush_id: The chunk's flush id, for the record.
+            size: Its bytes of audio, for the record.
+
+        Returns:
+            False, sending nothing, when the task must send it instead: the
+            connection closing, stalled or not reading, or a fault armed to fire
+            after a number of chunks.
+        """
+        ws = self._ws
+        if (  # as `_writable`, inline: this runs for every chunk
+            self._closing
+            or ws.paused
+            or self._stall_until > (now := self._loop.time())
+            or self._emu.faults.armed_after_chunks()
+            or ws.protocol.state is not State.OPEN
+            or ws.transport.is_closing()
+        ):
+            return False
+        self._outbox.add_parts(head, body, tail)
+        self._last_activity = now
+        context.record.note_chunk(flush_id, size)
+        self.record.chunks_sent += 1
+        self._emu.record.changed()
+        return True
 
     def send_now(self, event: ServerEvent, context: EmulatedContext) -> None:
-        """Send one event of a context at once, from a timer rather than a task.
+        """Send one event of a context that follows a chunk `send_chunk_now` sent.
 
-        For a chunk `can_send_now` must have said yes; the timestamps that
-        follow it go out with it even if the chunk filled the socket's buffer
+        It goes out with the chunk, even if the chunk filled the socket's buffer
         (a few hundred bytes past the mark; the next chunk waits).
         """
         if self._closing or context.state.phase is ContextPhase.FAILED:
             return
-        self._write(encode_event(event, legacy_errors=self._legacy_errors))
+        self._outbox.add(encode_event(event, legacy_errors=self._legacy_errors).encode())
         self._sent(event, context.record)
+
+    def flush(self) -> None:
+        """Write what `send_chunk_now` and `send_now` queued, now."""
+        self._outbox.flush()
 
     def _writable(self) -> bool:
         """Whether a message can be written without waiting: open, and the client reading.
 
         ``ws.send`` costs an async context manager and a drain check per
         message, and can only be awaited, not called from the pacer's timer;
-        `_write` does what it does on this common path. Anything else (the socket closing, the
-        client not reading so the transport is paused) goes through
-        ``ws.send``, which waits and reports it.
+        the `Outbox` does what it does on this common path. Anything else (the
+        socket closing, the client not reading so the transport is paused) goes
+        through ``ws.send``, which waits and reports it.
         """
         ws = self._ws
         return ws.protocol.state is State.OPEN and not ws.paused and not ws.transport.is_closing()
-
-    def _write(self, text: str) -> None:
-        # Frame the message with the protocol object and write its bytes, as ws.send does.
-        self._ws.protocol.send_text(text.encode())
-        self._ws.send_data()
 
     def _sent(self, event: ServerEvent, record: ContextRecord | None) -> None:
         self._touch()
@@ -363,6 +403,7 @@ class Session:
             return
         if faults.take("malformed_after_chunks", sent):
             logger.info(f"{self._who}: fault: sending a malformed frame")
+            self._outbox.flush()
             await self._ws.send('{"type": "chunk", "context_id": ')
         if faults.take("error_after_chunks", sent):
             spec = faults.error or InjectedError()
@@ -398,6 +439,7 @@ class Session:
             remaining = self._last_activity + timeout - self._loop.time()
             if remaining <= 0:
                 logger.info(f"{self._who}: closing idle connection {self.record.request_id}")
+                self._outbox.flush()
                 await self._ws.close(1000, "connection idle timeout")
                 return
             await asyncio.sleep(remaining)

@@ -130,6 +130,9 @@ class SyntheticVoice:
         self.sentence_pause_s = sentence_pause_s
         self.amplitude = amplitude
         self.cache = SoundCache(cache_bytes)
+        # A fleet of bots says the same sentences over and over: where their words
+        # fall is worked out once per text, rate and speed (`layout`).
+        self._positions = functools.lru_cache(maxsize=_POSITIONS_CACHED)(self._place)
 
     def word_duration(self, word: str, speed: float = 1.0) -> float:
         """Seconds of sound for one word (tags excluded), before the gap after it."""
@@ -208,9 +211,41 @@ class SyntheticVoice:
         config = generation_config or {}
         speed = float(config.get("speed") or 1.0)
         gain = min(self.amplitude * float(config.get("volume") or 1.0), 1.0)
-        sounds: list[tuple[str, int, int]] = []
+        # The key holds every knob the plan reads, so a voice changed later is not
+        # served the old one.
+        samples, sounds, marks = self._positions(
+            text,
+            sample_rate,
+            speed,
+            (
+                self.word_base_s,
+                self.letter_s,
+                self.gap_s,
+                self.clause_pause_s,
+                self.sentence_pause_s,
+            ),
+        )
         words: list[Span] = []
         phonemes: list[Span] = []
+        for word, start, end, letters in marks:
+            t0 = (offset_samples + start) / sample_rate
+            t1 = (offset_samples + end) / sample_rate
+            words.append(Span(word, t0, t1))
+            if not letters:
+                continue
+            step = (t1 - t0) / len(letters)
+            phonemes += [Span(p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(letters)]
+        return Layout(sample_rate, samples, gain, list(sounds), words, phonemes)
+
+    def _place(
+        self, text: str, sample_rate: int, speed: float, knobs: tuple[float, ...]
+    ) -> tuple[int, tuple[tuple[str, int, int], ...], tuple[tuple[str, int, int, tuple], ...]]:
+        """Samples of the text; its sounds; each word's sample range and letters (`layout`).
+
+        ``knobs`` is only part of the cache's key (the plan reads them itself).
+        """
+        sounds: list[tuple[str, int, int]] = []
+        marks: list[tuple[str, int, int, tuple[str, ...]]] = []
         t = 0.0
         for word, sound, pause in self.plan(text, speed):
             start = round(t * sample_rate)
@@ -220,15 +255,9 @@ class SyntheticVoice:
                 continue
             if end > start:
                 sounds.append((word, start, end))
-            t0 = (offset_samples + start) / sample_rate
-            t1 = (offset_samples + end) / sample_rate
-            words.append(Span(word, t0, t1))
-            letters = [ch.lower() for ch in _ANY_TAG.sub("", word) if ch.isalnum()]
-            if not letters:
-                continue
-            step = (t1 - t0) / len(letters)
-            phonemes += [Span(p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(letters)]
-        return Layout(sample_rate, round(t * sample_rate), gain, sounds, words, phonemes)
+            letters = tuple(ch.lower() for ch in _ANY_TAG.sub("", word) if ch.isalnum())
+            marks.append((word, start, end, letters))
+        return round(t * sample_rate), tuple(sounds), tuple(marks)
 
     def synthesize(
         self,
@@ -359,6 +388,11 @@ def _key(word: str, n: int, layout: Layout, encoding: str) -> tuple:
     # can change the letters (U+0130), so those key as sent.
     lowered = word.lower() if word.isascii() else word
     return (lowered, n, layout.sample_rate, layout.gain, encoding)
+
+
+# Texts (at a rate and speed) whose word positions are kept: a few hundred
+# bytes each.
+_POSITIONS_CACHED = 4096
 
 
 @functools.cache

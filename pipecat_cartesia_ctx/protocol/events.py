@@ -367,7 +367,24 @@ def encode_event(event: ServerEvent, *, legacy_errors: bool = False) -> str:
     """
     if isinstance(event, Chunk):
         return encode_chunk(event.context_id, event.audio, event.flush_id, event.step_time)
+    if isinstance(event, _TIMESTAMPS):
+        return encode_timestamps(event)
+    if isinstance(event, FlushDone):
+        return (
+            '{"type":"flush_done","context_id":'
+            + _json_value(event.context_id)
+            + ',"data":"","done":false,"flush_done":true,"flush_id":'
+            + _json_value(event.flush_id)
+            + f',"status_code":{STATUS_PARTIAL}}}'
+        )
+    if isinstance(event, Done):
+        done = f',"done":true,"status_code":{STATUS_PARTIAL}}}'
+        return '{"type":"done","context_id":' + _json_value(event.context_id) + done
     return dumps(event_to_wire(event, legacy_errors=legacy_errors))
+
+
+# A tuple, not ``Timestamps | PhonemeTimestamps``: that makes a union object at each call.
+_TIMESTAMPS = (Timestamps, PhonemeTimestamps)
 
 
 def encode_chunk(
@@ -378,7 +395,9 @@ def encode_chunk(
     The emulator sends ~25 chunks per second of audio of every stream, so this
     one message is spliced from its parts instead of going through a dict and
     the generic JSON encoder; the keys, their order and every value's spelling
-    are those of `event_to_wire` (a test holds the two equal).
+    are those of `event_to_wire` (a test holds the two equal). The emulator
+    splices the same parts as bytes (`chunk_prefix`, `chunk_suffix`), each
+    made once per context or per piece of audio.
 
     Args:
         context_id: The context.
@@ -389,17 +408,61 @@ def encode_chunk(
     Returns:
         The compact JSON text.
     """
-    text = (
-        '{"type":"chunk","context_id":'
-        + _json_value(context_id)
-        + ',"data":"'
-        + base64.b64encode(audio).decode("ascii")
-        + f'","done":false,"status_code":{STATUS_PARTIAL}'
+    return (
+        chunk_prefix(context_id)
+        + binascii.b2a_base64(audio, newline=False).decode("ascii")
+        + chunk_suffix(flush_id, step_time)
     )
+
+
+def chunk_prefix(context_id: str) -> str:
+    """The text of a chunk frame before its base64 audio (see `encode_chunk`)."""
+    return '{"type":"chunk","context_id":' + _json_value(context_id) + ',"data":"'
+
+
+def chunk_suffix(flush_id: int | None = None, step_time: float | None = None) -> str:
+    """The text of a chunk frame after its base64 audio (see `encode_chunk`)."""
+    text = f'","done":false,"status_code":{STATUS_PARTIAL}'
     if step_time is not None:
         text += ',"step_time":' + _json_value(step_time)
     if flush_id is not None:
         text += ',"flush_id":' + _json_value(flush_id)
+    return text + "}"
+
+
+def encode_timestamps(event: Timestamps | PhonemeTimestamps) -> str:
+    """Return the text frame of a timestamps event: exactly ``dumps(event_to_wire(event))``.
+
+    Spliced as `encode_chunk` is: with word timestamps on, the emulator sends
+    one for about every ten chunks, and the generic encoder walks a nested
+    dict of lists for each (a test holds the two equal).
+
+    Args:
+        event: Word or phoneme timestamps.
+
+    Returns:
+        The compact JSON text.
+    """
+    if isinstance(event, Timestamps):
+        head, labels = '"word_timestamps":{"words":[', event.words
+    else:
+        head, labels = '"phoneme_timestamps":{"phonemes":[', event.phonemes
+    text = (
+        '{"type":"'
+        + event.type
+        + '","context_id":'
+        + _json_value(event.context_id)
+        + f',"done":false,"status_code":{STATUS_PARTIAL},'
+        + head
+        + ",".join(map(_json_value, labels))
+        + '],"start":['
+        + ",".join(map(_json_value, event.start))
+        + '],"end":['
+        + ",".join(map(_json_value, event.end))
+        + "]}"
+    )
+    if event.flush_id is not None:
+        text += ',"flush_id":' + _json_value(event.flush_id)
     return text + "}"
 
 
@@ -412,7 +475,7 @@ def _json_value(value: Any) -> str:
         return float.__repr__(value)
     if kind is int:
         return int.__repr__(value)
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)  # as dumps, nested too
 
 
 def uses_structured_errors(cartesia_version: str | None) -> bool:
