@@ -575,15 +575,15 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, PlaybackMixi
         )
 
     async def _register_spoken_text(self, src_frame, text: str, context_id: str):
-        # Open the turn's audio (its TTSStartedFrame) before its first words are
-        # registered, as pipecat's own service does, once there is something to
-        # say: a "..." turn opens none.
         turn = self._turns.get(context_id)
         if turn is not None and turn.engine.phase is TurnPhase.FAILED:
             # The rest of a failed turn's text is never voiced: pipecat would
             # complete its words as spoken when the turn's audio context ends
             # (or times out while the LLM pauses, and opens again for its text).
             return
+        # Open the turn's audio (its TTSStartedFrame) before its first words are
+        # registered, as pipecat's own service does, once there is something to
+        # say: a "..." turn opens none.
         if is_speakable(text):
             await self._open_audio(context_id)
         await super()._register_spoken_text(src_frame, text, context_id)
