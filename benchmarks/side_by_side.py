@@ -138,21 +138,40 @@ async def first_audio(url: str, rates: tuple[int, ...], answers: list[str]) -> d
 
 
 async def cpu(url: str, emulator_pid: int, answers: list[str], rounds: int) -> dict:
+    """CPU per audio second of each service, measured turn by turn, alternating.
+
+    Both pipelines run in this process; each answer is spoken by one, then the
+    other (the order swapped each time), and only the CPU spent during a turn
+    counts for its service. This machine's speed drifts by tens of percent over
+    minutes (other work, frequency): measured side by side, turn by turn, the
+    drift falls on both alike.
+    """
+    bots = {name: Bot(make(url)) for name, make in SERVICES.items()}
     used = {name: [0.0, 0.0, 0.0] for name in SERVICES}  # ours CPU, emulator CPU, audio s
-    for _ in range(rounds):
-        for name, make in SERVICES.items():
-            bot = Bot(make(url))
+    per_round: list[dict[str, float]] = []
+    try:
+        for bot in bots.values():
             await bot.start()
             await bot.speak(answers[0], 100)  # warm-up: connection, caches
-            cpu0, emu0 = time.process_time(), process_cpu_seconds(emulator_pid)
-            audio = 0.0
+        order = list(bots)
+        for _ in range(rounds):
+            spent = {name: [0.0, 0.0] for name in bots}  # CPU, audio s, this round
             for text in answers:
-                audio += (await bot.speak(text, 100)).audio_seconds
-            used[name][0] += time.process_time() - cpu0
-            used[name][1] += process_cpu_seconds(emulator_pid) - emu0
-            used[name][2] += audio
+                for name in order:
+                    cpu0, emu0 = time.process_time(), process_cpu_seconds(emulator_pid)
+                    audio = (await bots[name].speak(text, 100)).audio_seconds
+                    cpu, emu = time.process_time() - cpu0, process_cpu_seconds(emulator_pid) - emu0
+                    used[name][0] += cpu
+                    used[name][1] += emu
+                    used[name][2] += audio
+                    spent[name][0] += cpu
+                    spent[name][1] += audio
+                order.reverse()  # neither always goes first
+            per_round.append({name: cpu / audio for name, (cpu, audio) in spent.items()})
+    finally:
+        for bot in bots.values():
             await bot.stop()
-    return {
+    result: dict = {
         name: {
             "audio_seconds": round(audio, 1),
             "cpu_ms_per_audio_s": round(1000 * ours / audio, 2),
@@ -160,6 +179,8 @@ async def cpu(url: str, emulator_pid: int, answers: list[str], rounds: int) -> d
         }
         for name, (ours, emu, audio) in used.items()
     }
+    result["ratio_per_round"] = [round(r["ours"] / r["builtin"], 2) for r in per_round]
+    return result
 
 
 # -- concurrency (one process per level and service) ---------------------------------
@@ -324,6 +345,9 @@ def tables(result: dict) -> list[str]:
     ):
         o, b = c["ours"][key], c["builtin"][key]
         lines.append(f"| {label} | {o} ms | {b} ms | {ratio(o, b)} |")
+    if c.get("ratio_per_round"):
+        rounds = ", ".join(f"{r}x" for r in c["ratio_per_round"])
+        lines += ["", f"Pipeline process, ours/built-in in each round: {rounds}."]
     lines += ["", "### Concurrent pipelines in one process (two turns each, 50 tokens/s)", ""]
     lines += [
         "| pipelines | service | first audio p50 | p99 stall | slowest RTF | CPU | peak RSS "
