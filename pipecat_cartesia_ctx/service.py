@@ -364,6 +364,7 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, PlaybackMixi
         if turn.engine.phase is TurnPhase.FAILED:
             # Its audio was stopped at the failure; the audio context goes with its input.
             self._turns.pop(turn.context_id, None)
+            self.settle(turn.engine)
             if self.audio_context_available(turn.context_id):
                 await self.remove_audio_context(turn.context_id)
         elif not turn.engine.segmenter.finished:
@@ -386,8 +387,7 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, PlaybackMixi
             self._stats.contexts_cancelled += live
             await self._forget(turn)
         # An interrupted context never completes: nothing is left to do for it.
-        self._unvoiced_dropped.discard(context_id)
-        self._failed_turns.discard(context_id)
+        self._settling.pop(context_id, None)
         await super().on_audio_context_interrupted(context_id)
 
     async def _handle_interruption(self, frame: InterruptionFrame, direction: FrameDirection):
@@ -623,8 +623,6 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, PlaybackMixi
             await self.push_error(
                 error_msg=f"Cartesia error: {action.error}", exception=action.error
             )
-        self._unvoiced_dropped.add(turn.context_id)
-        self._failed_turns.add(turn.context_id)
         # The audio context lives on until the turn's input ends, or pipecat
         # would open a new one (and a TTSStartedFrame) for its next token.
         await self._stop_audio(turn.context_id, remove=turn.engine.segmenter.finished)
@@ -634,13 +632,6 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, PlaybackMixi
         self._expect_timestamps = turn.engine.expect_timestamps
         if action.silent:
             self._drop_unvoiced(turn.context_id)
-        elif (
-            turn.engine.skipped
-            and turn.engine.expect_timestamps
-            and self.audio_context_available(turn.context_id)
-        ):
-            # Every word played was timed; what pipecat would complete is the skipped text.
-            self._unvoiced_dropped.add(turn.context_id)
         await self._stop_audio(turn.context_id)
         await self._forget(turn)
 
@@ -653,8 +644,8 @@ class CartesiaContextTTSService(PacedTextMixin, UnspokenWordsMixin, PlaybackMixi
 
     async def _forget(self, turn: TurnIO, *, keep: bool = False):
         """Stop the turn's tasks; ``keep`` leaves it known until its input ends."""
-        if not keep:
-            self._turns.pop(turn.context_id, None)
+        if not keep and self._turns.pop(turn.context_id, None) is not None:
+            self.settle(turn.engine)
         if turn.timer is not None:
             turn.timer.cancel()
             turn.timer = turn.timer_at = None

@@ -21,6 +21,7 @@ from loguru import logger
 from pipecat.frames.frames import AggregatedTextProgressFrame, Frame, TTSTextFrame
 from pipecat.services.tts_service import WebsocketTTSService
 
+from .turn import TurnEngine, TurnPhase
 from .turn_actions import Skipped
 from .turn_io import TurnIO
 
@@ -42,17 +43,50 @@ _UNSPOKEN_PTS = -1
 class UnspokenWordsMixin(WebsocketTTSService):
     """Keeps a skipped segment's words, and a failed or silent turn's, from being emitted.
 
-    A mixin of `CartesiaContextTTSService`. The service adds a turn's context
-    id to ``_unvoiced_dropped`` when the turn failed, or ended with skipped
-    text pipecat would complete, and to ``_failed_turns`` when the turn failed;
-    an interrupted turn is discarded from both.
+    A mixin of `CartesiaContextTTSService`. How a turn ended is read from its
+    engine: from the service's ``_turns`` while it is known, then from
+    ``_settling``, where the service leaves the engine of a turn it forgot
+    whose audio context still plays out (`settle`), until pipecat ends that
+    audio context or it is interrupted.
     """
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        # Turns whose untimed words pipecat must not complete at their end.
-        self._unvoiced_dropped: set[str] = set()
-        self._failed_turns: set[str] = set()  # their error is out: no second one for silence
+        self._settling: dict[str, TurnEngine] = {}
+
+    def settle(self, engine: TurnEngine):
+        """Keep a forgotten turn's engine while pipecat still plays its audio context.
+
+        Args:
+            engine: The engine of a turn that has ended, failed or been interrupted.
+        """
+        if engine.phase is not TurnPhase.INTERRUPTED and self.audio_context_available(
+            engine.context_id
+        ):
+            self._settling[engine.context_id] = engine
+
+    def _engine_of(self, context_id: str) -> TurnEngine | None:
+        turn = self._turns.get(context_id)
+        return turn.engine if turn is not None else self._settling.get(context_id)
+
+    def _drops_unvoiced(self, context_id: str) -> bool:
+        """Whether pipecat must not complete the turn's untimed words at its end.
+
+        A failed turn's words were not voiced; nor was the skipped text of a
+        turn whose every played word was timed. (A silent turn's words were
+        dropped when it ended.)
+        """
+        engine = self._engine_of(context_id)
+        if engine is None:
+            return False
+        if engine.phase is TurnPhase.FAILED:
+            return True
+        return (
+            engine.phase is TurnPhase.ENDED
+            and engine.opened > 0
+            and engine.skipped
+            and engine.expect_timestamps
+        )
 
     async def _skipped(self, turn: TurnIO, action: Skipped):
         """Log a refused segment, and mark where its audio would have been.
@@ -108,17 +142,15 @@ class UnspokenWordsMixin(WebsocketTTSService):
     async def _apply_force_complete(self, context_id: str):
         # pipecat completes a turn's untimed words at its end as if they were
         # spoken; a failed turn's unvoiced words must not reach the context.
-        if context_id in self._unvoiced_dropped:
-            self._unvoiced_dropped.discard(context_id)
+        if self._drops_unvoiced(context_id):
             self._drop_unvoiced(context_id)
         await super()._apply_force_complete(context_id)
 
     async def _record_context_audio_outcome(self, context_id: str, received_audio: bool):
         # A failed turn has had its one clear error; pipecat would add a
         # "completed with no audio" one for the same turn.
-        failed = context_id in self._failed_turns
-        self._failed_turns.discard(context_id)
-        if failed and not received_audio:
+        engine = self._settling.pop(context_id, None) or self._engine_of(context_id)
+        if engine is not None and engine.phase is TurnPhase.FAILED and not received_audio:
             return
         await super()._record_context_audio_outcome(context_id, received_audio)
 

@@ -351,6 +351,7 @@ async def test_a_turn_without_a_voice_is_one_error_per_turn_until_an_update_sets
     [record] = emu.record.contexts.values()
     assert record.transcript == SECOND
     assert words(down) == SECOND.split()
+    assert tts._settling == {}  # every audio context ended: no engine kept
 
 
 async def play(pipeline, text: str, seed: int = 0) -> list:
