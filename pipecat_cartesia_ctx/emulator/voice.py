@@ -20,12 +20,12 @@ import functools
 import re
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..audio import encode_float
+from .layout import Layout, LazySpans, Span, Speech
 from .soundcache import DEFAULT_CACHE_BYTES, SoundCache
 
 # Self-closing Cartesia tags (<break .../>, <emotion .../>, <speed .../>, <volume .../>):
@@ -51,51 +51,6 @@ _FORMANTS = {
     "u": (300, 870),
     "y": (300, 2000),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A word or phoneme and where it sounds, in seconds from the start of the context."""
-
-    text: str
-    start: float
-    end: float
-
-
-@dataclass(frozen=True)
-class Speech:
-    """The voice's output for one piece of text.
-
-    Parameters:
-        samples: Mono float32 samples in [-1, 1].
-        words: Each spoken word, as sent (whitespace tokens, punctuation attached).
-        phonemes: One pseudo-phoneme per letter of each word.
-    """
-
-    samples: np.ndarray
-    words: list[Span]
-    phonemes: list[Span]
-
-
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """Where the sounds of a piece of text go, before any sample is computed.
-
-    Parameters:
-        sample_rate: The sample rate.
-        samples: Length of the piece, in samples.
-        gain: Amplitude of every word's sound.
-        sounds: ``(word, start, end)`` sample ranges of the words that sound, in order.
-        words: Word timestamps, from the start of the context.
-        phonemes: Phoneme timestamps, from the start of the context.
-    """
-
-    sample_rate: int
-    samples: int
-    gain: float
-    sounds: list[tuple[str, int, int]]
-    words: list[Span]
-    phonemes: list[Span]
 
 
 class SyntheticVoice:
@@ -225,17 +180,13 @@ class SyntheticVoice:
                 self.sentence_pause_s,
             ),
         )
-        words: list[Span] = []
-        phonemes: list[Span] = []
-        for word, start, end, letters in marks:
-            t0 = (offset_samples + start) / sample_rate
-            t1 = (offset_samples + end) / sample_rate
-            words.append(Span(word, t0, t1))
-            if not letters:
-                continue
-            step = (t1 - t0) / len(letters)
-            phonemes += [Span(p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(letters)]
-        return Layout(sample_rate, samples, gain, list(sounds), words, phonemes)
+        words = [
+            Span(word, (offset_samples + start) / sample_rate, (offset_samples + end) / sample_rate)
+            for word, start, end, _ in marks
+        ]
+        # Made only if read: most requests ask for no phoneme timestamps.
+        phonemes = LazySpans(functools.partial(_phonemes, marks, offset_samples, sample_rate))
+        return Layout(sample_rate, samples, gain, sounds, words, phonemes)
 
     def _place(
         self, text: str, sample_rate: int, speed: float, knobs: tuple[float, ...]
@@ -282,7 +233,9 @@ class SyntheticVoice:
         layout = self.layout(
             text, sample_rate, offset_samples=offset_samples, generation_config=generation_config
         )
-        return Speech(samples=self._samples(layout), words=layout.words, phonemes=layout.phonemes)
+        return Speech(
+            samples=self._samples(layout), words=layout.words, phonemes=list(layout.phonemes)
+        )
 
     def encode(self, layout: Layout, encoding: str, *, render: bool = True) -> bytes | None:
         """The audio of a layout as raw bytes of ``encoding``, each word's sound from the cache.
@@ -379,6 +332,21 @@ class SyntheticVoice:
         sound = tone * envelope + onset
         peak = float(np.max(np.abs(sound))) or 1.0
         return (sound / peak).astype(np.float32)
+
+
+def _phonemes(
+    marks: tuple[tuple[str, int, int, tuple[str, ...]], ...], offset_samples: int, sample_rate: int
+) -> list[Span]:
+    """One span per letter of each word, sharing the word's time equally (`layout`)."""
+    phonemes: list[Span] = []
+    for _, start, end, letters in marks:
+        if not letters:
+            continue
+        t0 = (offset_samples + start) / sample_rate
+        t1 = (offset_samples + end) / sample_rate
+        step = (t1 - t0) / len(letters)
+        phonemes += [Span(p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(letters)]
+    return phonemes
 
 
 def _key(word: str, n: int, layout: Layout, encoding: str) -> tuple:
