@@ -28,7 +28,7 @@ import functools
 import itertools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -58,8 +58,10 @@ if TYPE_CHECKING:
     from .host import ContextHost
 
 
-def pieces(text: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)  # a context asks twice; a fleet of bots, over and over
+def pieces(text: str) -> tuple[str, ...]:
     """``text`` in pieces of about `PIECE_WORDS` words, cut at whitespace outside tags."""
+    out: list[str]
     out, start, words, tagged = [], 0, 0, 0  # tagged: the end of the last tag seen
     for match in _SPACE_OR_TAG.finditer(text):
         if match.group() == "<":
@@ -71,7 +73,7 @@ def pieces(text: str) -> list[str]:
             continue  # too short yet, or inside a tag ("<break time=...", "<spell>A B</spell>")
         out.append(text[start : match.end()])
         start, words = match.end(), 0
-    return [*out, text[start:]] if start < len(text) or not out else out
+    return (*out, text[start:]) if start < len(text) or not out else tuple(out)
 
 
 def prefetch(
@@ -162,14 +164,21 @@ class SpanCursor:
         return taken
 
 
-def chunk_bounds(total: int, rate: int, width: int, pacing: Pacing) -> list[tuple[int, int]]:
+def chunk_bounds(total: int, rate: int, width: int, pacing: Pacing) -> tuple[tuple[int, int], ...]:
     """Byte ranges of the chunks of ``total`` bytes of audio."""
-    size = max(1, round(pacing.chunk_ms / 1000.0 * rate)) * width
+    return _chunk_bounds(total, rate, width, pacing.chunk_ms, pacing.unaligned_chunks)
+
+
+@functools.lru_cache(maxsize=1024)  # pieces of a length, cut alike, come again and again
+def _chunk_bounds(
+    total: int, rate: int, width: int, chunk_ms: float, unaligned: bool
+) -> tuple[tuple[int, int], ...]:
+    size = max(1, round(chunk_ms / 1000.0 * rate)) * width
     cuts = list(range(size, total, size))
-    if pacing.unaligned_chunks and width > 1:
+    if unaligned and width > 1:
         # Move every other cut off the sample grid, as the real server may.
         cuts = [c + 1 if i % 2 == 0 else c for i, c in enumerate(cuts)]
-    return [(a, b) for a, b in itertools.pairwise([0, *cuts, total]) if b > a]
+    return tuple((a, b) for a, b in itertools.pairwise([0, *cuts, total]) if b > a)
 
 
 @dataclass
@@ -193,7 +202,7 @@ class Piece:
 
     segment: Any
     flush_id: int
-    bounds: list[tuple[int, int]]
+    bounds: Sequence[tuple[int, int]]
     audio: ChunkTexts
     start: float
     seconds_per_byte: float

@@ -64,7 +64,9 @@ class SyntheticVoice:
         sentence_pause_s: Extra silence after ``.`` ``!`` ``?``.
         amplitude: Peak amplitude of a word.
         cache_bytes: Bytes of encoded word sounds kept for reuse (least
-            recently used dropped first); 0 renders every word every time.
+            recently used dropped first), and as much again of whole pieces
+            of text as encoded (a fleet of bots says the same sentences); 0
+            renders every word every time.
     """
 
     def __init__(
@@ -85,6 +87,9 @@ class SyntheticVoice:
         self.sentence_pause_s = sentence_pause_s
         self.amplitude = amplitude
         self.cache = SoundCache(cache_bytes)
+        # Whole pieces by the sounds that make them (`encode`): the same bytes
+        # object each time, so what keys on it downstream hashes it once.
+        self.pieces: SoundCache[bytes] = SoundCache(cache_bytes)
         # A fleet of bots says the same sentences over and over: where their words
         # fall is worked out once per text, rate and speed (`layout`).
         self._positions = functools.lru_cache(maxsize=_POSITIONS_CACHED)(self._place)
@@ -242,7 +247,8 @@ class SyntheticVoice:
 
         Encoding works sample by sample, so each word's sound and the silences
         around it encoded apart are exactly the bytes of `synthesize`'s samples
-        encoded whole; a word rendered once is not rendered again (`cache`).
+        encoded whole; a word rendered once is not rendered again (`cache`),
+        and a piece encoded once comes back whole, the same bytes object (`pieces`).
 
         Args:
             layout: What `layout` returned.
@@ -256,6 +262,15 @@ class SyntheticVoice:
         Raises:
             InvalidRequestError: For an unknown encoding.
         """
+        key = _piece_key(layout, encoding)
+        data = self.pieces.get(key)
+        if data is None:
+            data = self._encode(layout, encoding, render)
+            if data is not None:
+                self.pieces.put(key, data)
+        return data
+
+    def _encode(self, layout: Layout, encoding: str, render: bool) -> bytes | None:
         silence = _silence(encoding)
         parts: list[bytes] = []
         at = 0
@@ -274,7 +289,7 @@ class SyntheticVoice:
 
     def cached(self, layout: Layout, encoding: str) -> bool:
         """Whether every word of a layout is in the cache (`encode` would render none)."""
-        return all(
+        return _piece_key(layout, encoding) in self.pieces or all(
             _key(word, end - start, layout, encoding) in self.cache
             for word, start, end in layout.sounds
         )
@@ -347,6 +362,12 @@ def _phonemes(
         step = (t1 - t0) / len(letters)
         phonemes += [Span(p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(letters)]
     return phonemes
+
+
+def _piece_key(layout: Layout, encoding: str) -> tuple:
+    # Everything a piece's bytes depend on: its sounds (words as sent, where they
+    # fall), its length, the rate, the gain and the encoding.
+    return (tuple(layout.sounds), layout.samples, layout.sample_rate, layout.gain, encoding)
 
 
 def _key(word: str, n: int, layout: Layout, encoding: str) -> tuple:
