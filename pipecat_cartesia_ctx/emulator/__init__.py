@@ -14,9 +14,10 @@ from the command line; `CartesiaEmulator` runs it inside a program or a test.
 
 from .config import Behavior, CancelBehavior, Faults, InjectedError, Pacing
 from .espeak import EspeakVoice
+from .layout import Speech
 from .record import ConnectionRecord, ContextRecord, EmulatorRecord, InputRecord
 from .server import CartesiaEmulator
-from .voice import Speech, SyntheticVoice
+from .voice import SyntheticVoice
 from .voices import Voice, VoiceUnavailableError, espeak_available
 
 __all__ = [

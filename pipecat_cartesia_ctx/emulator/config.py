@@ -14,7 +14,7 @@ fault after the first turn).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -109,6 +109,17 @@ class InjectedError:
     message: str = "injected by the emulator"
 
 
+# The faults that fire after a number of chunks: while one is armed, chunks go
+# through the context's task, which counts them.
+_AFTER_CHUNKS = (
+    "drop_after_chunks",
+    "close_after_chunks",
+    "error_after_chunks",
+    "malformed_after_chunks",
+    "stall_after_chunks",
+)
+
+
 @dataclass
 class Faults:
     """Faults to inject; each fires once (counted per connection) and then disarms itself.
@@ -142,15 +153,18 @@ class Faults:
     stall_ms: float = 500.0
     refuse_transcripts_containing: str | None = None
 
+    # Kept up to date as those fields are set: read for every chunk sent.
+    armed: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        if name in _AFTER_CHUNKS:
+            armed = any(getattr(self, f, None) is not None for f in _AFTER_CHUNKS)
+            object.__setattr__(self, "armed", armed)
+
     def armed_after_chunks(self) -> bool:
-        """Whether a fault that fires after a number of chunks is armed."""
-        return not (
-            self.drop_after_chunks is None
-            and self.close_after_chunks is None
-            and self.error_after_chunks is None
-            and self.malformed_after_chunks is None
-            and self.stall_after_chunks is None
-        )
+        """Whether a fault that fires after a number of chunks is armed (also ``armed``)."""
+        return self.armed
 
     def take(self, name: str, chunks: int) -> bool:
         """Fire fault ``name`` if it is armed for ``chunks`` chunks, disarming it.

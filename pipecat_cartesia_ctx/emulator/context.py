@@ -36,11 +36,12 @@ from ..protocol import (
 )
 from ..protocol.events import chunk_prefix
 from ..protocol.text import ends_sentence, period_context
+from .chunktext import CHUNK_TEXTS
 from .config import CancelBehavior
+from .layout import Layout
 from .pump import PIECE_WORDS as _PIECE_WORDS  # noqa: F401 (tests read it here)
 from .pump import RENDER, ChunkPump, Piece, SpanCursor, chunk_bounds, prefetch
 from .pump import pieces as _pieces
-from .voice import Layout
 
 if TYPE_CHECKING:
     from .host import ContextHost
@@ -335,11 +336,12 @@ class EmulatedContext:
         ready = segment.released_at + pacing.first_chunk_ms / 1000.0
         start = max(ready, self._next_free, loop.time())
         self._next_free = start + len(data) * seconds_per_byte
+        bounds = chunk_bounds(len(data), rate, width, pacing)
         piece = Piece(
             segment,
             segment.flush_id,
-            data,
-            chunk_bounds(len(data), rate, width, pacing),
+            bounds,
+            CHUNK_TEXTS.get(data, bounds),
             start,
             seconds_per_byte,
             first_sample,

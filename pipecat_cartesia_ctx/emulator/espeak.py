@@ -27,15 +27,13 @@ import numpy as np
 from ..audio import encode_float
 from . import espeak_lib
 from .espeak_words import parts, spans, unmarked, word_tokens
+from .layout import Layout, Span, Speech
 from .soundcache import DEFAULT_CACHE_BYTES, SoundCache
 from .voice import (
     _ANY_TAG,
     _CLAUSE_END,
     _CLOSING_QUOTES,
     _SENTENCE_END,
-    Layout,
-    Span,
-    Speech,
     _silence,
 )
 

@@ -41,6 +41,7 @@ class ContextHost(Protocol):
         tail: bytes,
         flush_id: int | None,
         size: int,
+        now: float,
     ) -> bool:
         """Send a chunk of ``context`` (its frame's payload in three parts) from a timer.
 

@@ -51,6 +51,9 @@ class Pacer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._firing = False
         self._after_tick: list[Callable[[], object]] = []
+        # The loop's time when the running wakeup began: its calls may take it
+        # for the time now (a little early: they do nothing early by it).
+        self.now = 0.0
 
     def __len__(self) -> int:
         return sum(map(len, self._due.values()))
@@ -121,6 +124,7 @@ class Pacer:
     def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
         heap, due, now = self._heap, self._due, loop.time()
+        self.now = now
         self._firing = True
         try:
             while heap and heap[0] <= now:

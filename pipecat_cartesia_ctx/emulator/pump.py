@@ -24,12 +24,11 @@ the words' bookkeeping runs only at the chunks where a word ends.
 from __future__ import annotations
 
 import asyncio
-import binascii
 import functools
 import itertools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,8 +38,9 @@ from loguru import logger
 from ..protocol import Chunk, ContextPhase, ServerEvent
 from ..protocol.events import chunk_suffix
 from ..protocol.text import tag_end
+from .chunktext import ChunkTexts
 from .config import Pacing
-from .voice import Layout, Span
+from .layout import Layout, Span
 from .voices import Voice
 
 # Renders ahead of time (`prefetch`), one at a time, for every emulator in the process.
@@ -58,8 +58,10 @@ if TYPE_CHECKING:
     from .host import ContextHost
 
 
-def pieces(text: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)  # a context asks twice; a fleet of bots, over and over
+def pieces(text: str) -> tuple[str, ...]:
     """``text`` in pieces of about `PIECE_WORDS` words, cut at whitespace outside tags."""
+    out: list[str]
     out, start, words, tagged = [], 0, 0, 0  # tagged: the end of the last tag seen
     for match in _SPACE_OR_TAG.finditer(text):
         if match.group() == "<":
@@ -71,7 +73,7 @@ def pieces(text: str) -> list[str]:
             continue  # too short yet, or inside a tag ("<break time=...", "<spell>A B</spell>")
         out.append(text[start : match.end()])
         start, words = match.end(), 0
-    return [*out, text[start:]] if start < len(text) or not out else out
+    return (*out, text[start:]) if start < len(text) or not out else tuple(out)
 
 
 def prefetch(
@@ -162,14 +164,21 @@ class SpanCursor:
         return taken
 
 
-def chunk_bounds(total: int, rate: int, width: int, pacing: Pacing) -> list[tuple[int, int]]:
+def chunk_bounds(total: int, rate: int, width: int, pacing: Pacing) -> tuple[tuple[int, int], ...]:
     """Byte ranges of the chunks of ``total`` bytes of audio."""
-    size = max(1, round(pacing.chunk_ms / 1000.0 * rate)) * width
+    return _chunk_bounds(total, rate, width, pacing.chunk_ms, pacing.unaligned_chunks)
+
+
+@functools.lru_cache(maxsize=1024)  # pieces of a length, cut alike, come again and again
+def _chunk_bounds(
+    total: int, rate: int, width: int, chunk_ms: float, unaligned: bool
+) -> tuple[tuple[int, int], ...]:
+    size = max(1, round(chunk_ms / 1000.0 * rate)) * width
     cuts = list(range(size, total, size))
-    if pacing.unaligned_chunks and width > 1:
+    if unaligned and width > 1:
         # Move every other cut off the sample grid, as the real server may.
         cuts = [c + 1 if i % 2 == 0 else c for i, c in enumerate(cuts)]
-    return [(a, b) for a, b in itertools.pairwise([0, *cuts, total]) if b > a]
+    return tuple((a, b) for a, b in itertools.pairwise([0, *cuts, total]) if b > a)
 
 
 @dataclass
@@ -179,8 +188,8 @@ class Piece:
     Parameters:
         segment: The generation it belongs to.
         flush_id: The generation's flush id.
-        data: Its audio, encoded.
         bounds: Byte ranges of its chunks.
+        audio: Its audio, and each chunk's base64 text (`ChunkTexts`).
         start: Loop time its first chunk is due.
         seconds_per_byte: Wall seconds per byte of audio at the pacing's speed.
         first_sample: Samples of the context before the piece.
@@ -193,8 +202,8 @@ class Piece:
 
     segment: Any
     flush_id: int
-    data: bytes
-    bounds: list[tuple[int, int]]
+    bounds: Sequence[tuple[int, int]]
+    audio: ChunkTexts
     start: float
     seconds_per_byte: float
     first_sample: int
@@ -207,14 +216,13 @@ class Piece:
     # The next chunk's wait has begun, the context allowed to send when it did:
     # a cancel arriving during the wait leaves it in flight.
     waiting: bool = field(default=False)
-    # Worked out once for all the chunks (`ChunkPump`).
-    view: memoryview = field(init=False, repr=False)
+    # Worked out once for all the chunks (`ChunkPump`): when each is due, how
+    # much of the context is heard once it is in, the end of its frame's text.
     dues: list[float] = field(init=False, repr=False)
     heard_s: list[float] = field(init=False, repr=False)
-    tails: dict[int, bytes] = field(init=False, repr=False, default_factory=dict)
+    tails: list[bytes] = field(init=False, repr=False)
 
     def __post_init__(self):
-        self.view = memoryview(self.data)
         start, spb, first, width, rate = (
             self.start,
             self.seconds_per_byte,
@@ -224,24 +232,28 @@ class Piece:
         )
         self.dues = [start + a * spb for a, _ in self.bounds]
         self.heard_s = [(first + b // width) / rate for _, b in self.bounds]
+        by_size: dict[int, bytes] = {}  # one or two sizes: a text each
+        self.tails = [
+            by_size.get(b - a) or by_size.setdefault(b - a, self._tail(b - a))
+            for a, b in self.bounds
+        ]
 
     def due(self, i: int) -> float:
         """Loop time chunk ``i`` is due."""
         return self.dues[i]
 
-    def tail(self, size: int) -> bytes:
+    def _tail(self, size: int) -> bytes:
         """The text after the audio in the frame of a chunk of ``size`` bytes (`chunk_suffix`)."""
-        tail = self.tails.get(size)
-        if tail is None:
-            step_ms = round(size * self.seconds_per_byte * 1000.0, 3)
-            tail = self.tails[size] = chunk_suffix(self.flush_id, step_ms).encode()
-        return tail
+        return chunk_suffix(self.flush_id, self._step_ms(size)).encode()
+
+    def _step_ms(self, size: int) -> float:
+        return round(size * self.seconds_per_byte * 1000.0, 3)
 
     def chunk(self, i: int, context_id: str) -> Chunk:
         """Chunk ``i``'s event."""
         begin, end = self.bounds[i]
-        step_ms = round((end - begin) * self.seconds_per_byte * 1000.0, 3)
-        return Chunk(context_id, self.data[begin:end], self.flush_id, step_time=step_ms)
+        audio = self.audio.data[begin:end]
+        return Chunk(context_id, audio, self.flush_id, step_time=self._step_ms(end - begin))
 
     def heard(self, i: int) -> float:
         """Seconds of the context's audio a listener has once chunk ``i`` is in."""
@@ -286,54 +298,66 @@ class ChunkPump:
         self._head = head
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future[None] = self._loop.create_future()
+        # What each step reads, fetched once (a step sends one chunk, most of the time).
+        self._parts = (piece, host, context, may_send, context.state, head)
+        self._piece_parts = (
+            piece.segment,
+            piece.flush_id,
+            piece.bounds,
+            piece.dues,
+            piece.heard_s,
+            piece.tails,
+            piece.audio,
+            piece.audio.texts,
+        )
 
     async def run(self) -> None:
         """Send chunks until the piece is out or the task must take over (``piece.sent`` says)."""
-        self._step()
+        self._pump(self._loop.time())
         self._host.flush()  # called from the task, not a tick: what it sent goes now
         # Cancelled (the connection closed): the future is done, the next step does nothing.
         await self._done
 
     def _step(self) -> None:
-        if self._done.done():
-            return
-        try:
-            self._pump()
-        except Exception as e:  # the task awaiting the pump raises it
-            if not self._done.done():
-                self._done.set_exception(e)
+        # The pacer's call. Its wakeup's time is when the pacer woke, a little
+        # earlier than now: a chunk due in between waits for the next wakeup,
+        # never goes early, and no clock is read per chunk.
+        self._pump(self._host.pacer.now)
 
-    def _pump(self) -> None:
+    def _pump(self, now: float) -> None:
         # The same steps, in the same order, as the task's loop in `EmulatedContext`,
         # which takes over (and checks again) wherever this one stops. A context
         # neither cancelled nor failed may send: ``may_send`` is asked only then.
-        piece, host, context, may_send = self._piece, self._host, self._context, self._may_send
-        state, segment, flush_id, head = context.state, piece.segment, piece.flush_id, self._head
-        bounds, dues, heard, view = piece.bounds, piece.dues, piece.heard_s, piece.view
-        tails = piece.tails
-        time, b64 = self._loop.time, binascii.b2a_base64
-        while (i := piece.sent) < len(bounds):
-            if not piece.waiting:
+        if self._done.done():
+            return
+        try:
+            piece, host, context, may_send, state, head = self._parts
+            segment, flush_id, bounds, dues, heard, tails, audio, texts = self._piece_parts
+            count = len(bounds)
+            while (i := piece.sent) < count:
+                if not piece.waiting:
+                    phase = state.phase
+                    if (phase is _CANCELLED or phase is _FAILED) and not may_send(segment, False):
+                        break
+                    piece.waiting = True
+                due = dues[i]
+                if due > now:
+                    host.pacer.call_at(due, self._step)
+                    return
                 phase = state.phase
-                if (phase is _CANCELLED or phase is _FAILED) and not may_send(segment, False):
+                if (phase is _CANCELLED or phase is _FAILED) and not may_send(segment, True):
                     break
-                piece.waiting = True
-            due = dues[i]
-            if due > time():
-                host.pacer.call_at(due, self._step)
-                return
-            phase = state.phase
-            if (phase is _CANCELLED or phase is _FAILED) and not may_send(segment, True):
-                break
-            begin, end = bounds[i]
-            size = end - begin
-            body = b64(view[begin:end], newline=False)
-            tail = tails.get(size) or piece.tail(size)
-            if not host.send_chunk_now(context, head, body, tail, flush_id, size):
-                break
-            piece.sent, piece.waiting = i + 1, False
-            if self._mark <= heard[i] + 1e-9:  # a word (or phoneme) ends in this chunk
-                for event in self._after_chunk(piece, i):
-                    host.send_now(event, context)
-                self._mark = self._next_mark(piece)
+                begin, end = bounds[i]
+                size = end - begin
+                text = texts[i] or audio.text(i)  # made by the first context to send it
+                if not host.send_chunk_now(context, head, text, tails[i], flush_id, size, now):
+                    break
+                piece.sent, piece.waiting = i + 1, False
+                if self._mark <= heard[i] + 1e-9:  # a word (or phoneme) ends in this chunk
+                    for event in self._after_chunk(piece, i):
+                        host.send_now(event, context)
+                    self._mark = self._next_mark(piece)
+        except Exception as e:  # the task awaiting the pump raises it
+            self._done.set_exception(e)
+            return
         self._done.set_result(None)

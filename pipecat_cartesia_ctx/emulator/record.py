@@ -60,7 +60,6 @@ class ContextRecord:
         cancelled_at: When the emulator read that cancel, in ``time.monotonic()``
             seconds (see `InputRecord.received_at`); None without a cancel.
         done: ``done`` was sent.
-        events: Types of the messages sent, in order.
         audio_bytes: Bytes of audio sent, by flush id.
         words: Words reported in timestamps, in order.
         spoken: Words whose audio was sent in full, in order, whether or not
@@ -80,7 +79,6 @@ class ContextRecord:
     cancelled: bool = False
     cancelled_at: float | None = None
     done: bool = False
-    events: list[str] = field(default_factory=list)
     audio_bytes: dict[int, int] = field(default_factory=dict)
     words: list[str] = field(default_factory=list)
     spoken: list[str] = field(default_factory=list)
@@ -88,6 +86,10 @@ class ContextRecord:
     errors: list[dict[str, Any]] = field(default_factory=list)
     events_after_cancel: list[str] = field(default_factory=list)
     outcome: Literal["done", "cancelled", "failed"] | None = None
+    # `events`, compact: a context sends ~25 chunks per second of audio, so a
+    # run of chunks is one count, and the count of the run going on is apart.
+    _kinds: list[str | int] = field(default_factory=list, init=False, repr=False)
+    _chunk_run: int = field(default=0, init=False, repr=False)
 
     def note_sent(self, event: ServerEvent, *, legacy_errors: bool = False) -> None:
         """Record one event sent for the context.
@@ -100,7 +102,10 @@ class ContextRecord:
         if isinstance(event, Chunk):
             self.note_chunk(event.flush_id, len(event.audio))
             return
-        self.events.append(event.type)
+        if self._chunk_run:
+            self._kinds.append(self._chunk_run)
+            self._chunk_run = 0
+        self._kinds.append(event.type)
         if self.cancelled:
             self.events_after_cancel.append(event.type)
         if isinstance(event, Timestamps):
@@ -119,11 +124,22 @@ class ContextRecord:
             flush_id: Its flush id.
             size: Its bytes of audio.
         """
-        self.events.append("chunk")
+        self._chunk_run += 1
         if self.cancelled:
             self.events_after_cancel.append("chunk")
         key = flush_id or 0
         self.audio_bytes[key] = self.audio_bytes.get(key, 0) + size
+
+    @property
+    def events(self) -> list[str]:
+        """Types of the messages sent, in order (``"chunk"``, ``"timestamps"``, ``"done"``...)."""
+        events: list[str] = []
+        for kind in (*self._kinds, self._chunk_run):
+            if isinstance(kind, int):
+                events += ("chunk",) * kind
+            else:
+                events.append(kind)
+        return events
 
     @property
     def transcript(self) -> str:

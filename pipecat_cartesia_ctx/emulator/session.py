@@ -325,6 +325,7 @@ class Session:
         tail: bytes,
         flush_id: int | None,
         size: int,
+        now: float,
     ) -> bool:
         """Send a chunk of a context at once, from the pacer's timer, if nothing must wait.
 
@@ -339,6 +340,7 @@ class Session:
             tail: The payload after the audio.
             flush_id: The chunk's flush id, for the record.
             size: Its bytes of audio, for the record.
+            now: The loop's time (the pacer's wakeup's).
 
         Returns:
             False, sending nothing, when the task must send it instead: the
@@ -349,8 +351,8 @@ class Session:
         if (  # as `_writable`, inline: this runs for every chunk
             self._closing
             or ws.paused
-            or self._stall_until > (now := self._loop.time())
-            or self._emu.faults.armed_after_chunks()
+            or self._stall_until > now
+            or self._emu.faults.armed
             or ws.protocol.state is not State.OPEN
             or ws.transport.is_closing()
         ):

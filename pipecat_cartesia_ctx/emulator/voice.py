@@ -20,12 +20,12 @@ import functools
 import re
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..audio import encode_float
+from .layout import Layout, LazySpans, Span, Speech
 from .soundcache import DEFAULT_CACHE_BYTES, SoundCache
 
 # Self-closing Cartesia tags (<break .../>, <emotion .../>, <speed .../>, <volume .../>):
@@ -53,51 +53,6 @@ _FORMANTS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A word or phoneme and where it sounds, in seconds from the start of the context."""
-
-    text: str
-    start: float
-    end: float
-
-
-@dataclass(frozen=True)
-class Speech:
-    """The voice's output for one piece of text.
-
-    Parameters:
-        samples: Mono float32 samples in [-1, 1].
-        words: Each spoken word, as sent (whitespace tokens, punctuation attached).
-        phonemes: One pseudo-phoneme per letter of each word.
-    """
-
-    samples: np.ndarray
-    words: list[Span]
-    phonemes: list[Span]
-
-
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """Where the sounds of a piece of text go, before any sample is computed.
-
-    Parameters:
-        sample_rate: The sample rate.
-        samples: Length of the piece, in samples.
-        gain: Amplitude of every word's sound.
-        sounds: ``(word, start, end)`` sample ranges of the words that sound, in order.
-        words: Word timestamps, from the start of the context.
-        phonemes: Phoneme timestamps, from the start of the context.
-    """
-
-    sample_rate: int
-    samples: int
-    gain: float
-    sounds: list[tuple[str, int, int]]
-    words: list[Span]
-    phonemes: list[Span]
-
-
 class SyntheticVoice:
     """Deterministic speech-like synthesis with predictable timing.
 
@@ -109,7 +64,9 @@ class SyntheticVoice:
         sentence_pause_s: Extra silence after ``.`` ``!`` ``?``.
         amplitude: Peak amplitude of a word.
         cache_bytes: Bytes of encoded word sounds kept for reuse (least
-            recently used dropped first); 0 renders every word every time.
+            recently used dropped first), and as much again of whole pieces
+            of text as encoded (a fleet of bots says the same sentences); 0
+            renders every word every time.
     """
 
     def __init__(
@@ -130,6 +87,9 @@ class SyntheticVoice:
         self.sentence_pause_s = sentence_pause_s
         self.amplitude = amplitude
         self.cache = SoundCache(cache_bytes)
+        # Whole pieces by the sounds that make them (`encode`): the same bytes
+        # object each time, so what keys on it downstream hashes it once.
+        self.pieces: SoundCache[bytes] = SoundCache(cache_bytes)
         # A fleet of bots says the same sentences over and over: where their words
         # fall is worked out once per text, rate and speed (`layout`).
         self._positions = functools.lru_cache(maxsize=_POSITIONS_CACHED)(self._place)
@@ -225,17 +185,13 @@ class SyntheticVoice:
                 self.sentence_pause_s,
             ),
         )
-        words: list[Span] = []
-        phonemes: list[Span] = []
-        for word, start, end, letters in marks:
-            t0 = (offset_samples + start) / sample_rate
-            t1 = (offset_samples + end) / sample_rate
-            words.append(Span(word, t0, t1))
-            if not letters:
-                continue
-            step = (t1 - t0) / len(letters)
-            phonemes += [Span(p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(letters)]
-        return Layout(sample_rate, samples, gain, list(sounds), words, phonemes)
+        words = [
+            Span(word, (offset_samples + start) / sample_rate, (offset_samples + end) / sample_rate)
+            for word, start, end, _ in marks
+        ]
+        # Made only if read: most requests ask for no phoneme timestamps.
+        phonemes = LazySpans(functools.partial(_phonemes, marks, offset_samples, sample_rate))
+        return Layout(sample_rate, samples, gain, sounds, words, phonemes)
 
     def _place(
         self, text: str, sample_rate: int, speed: float, knobs: tuple[float, ...]
@@ -282,14 +238,17 @@ class SyntheticVoice:
         layout = self.layout(
             text, sample_rate, offset_samples=offset_samples, generation_config=generation_config
         )
-        return Speech(samples=self._samples(layout), words=layout.words, phonemes=layout.phonemes)
+        return Speech(
+            samples=self._samples(layout), words=layout.words, phonemes=list(layout.phonemes)
+        )
 
     def encode(self, layout: Layout, encoding: str, *, render: bool = True) -> bytes | None:
         """The audio of a layout as raw bytes of ``encoding``, each word's sound from the cache.
 
         Encoding works sample by sample, so each word's sound and the silences
         around it encoded apart are exactly the bytes of `synthesize`'s samples
-        encoded whole; a word rendered once is not rendered again (`cache`).
+        encoded whole; a word rendered once is not rendered again (`cache`),
+        and a piece encoded once comes back whole, the same bytes object (`pieces`).
 
         Args:
             layout: What `layout` returned.
@@ -303,6 +262,15 @@ class SyntheticVoice:
         Raises:
             InvalidRequestError: For an unknown encoding.
         """
+        key = _piece_key(layout, encoding)
+        data = self.pieces.get(key)
+        if data is None:
+            data = self._encode(layout, encoding, render)
+            if data is not None:
+                self.pieces.put(key, data)
+        return data
+
+    def _encode(self, layout: Layout, encoding: str, render: bool) -> bytes | None:
         silence = _silence(encoding)
         parts: list[bytes] = []
         at = 0
@@ -321,7 +289,7 @@ class SyntheticVoice:
 
     def cached(self, layout: Layout, encoding: str) -> bool:
         """Whether every word of a layout is in the cache (`encode` would render none)."""
-        return all(
+        return _piece_key(layout, encoding) in self.pieces or all(
             _key(word, end - start, layout, encoding) in self.cache
             for word, start, end in layout.sounds
         )
@@ -379,6 +347,27 @@ class SyntheticVoice:
         sound = tone * envelope + onset
         peak = float(np.max(np.abs(sound))) or 1.0
         return (sound / peak).astype(np.float32)
+
+
+def _phonemes(
+    marks: tuple[tuple[str, int, int, tuple[str, ...]], ...], offset_samples: int, sample_rate: int
+) -> list[Span]:
+    """One span per letter of each word, sharing the word's time equally (`layout`)."""
+    phonemes: list[Span] = []
+    for _, start, end, letters in marks:
+        if not letters:
+            continue
+        t0 = (offset_samples + start) / sample_rate
+        t1 = (offset_samples + end) / sample_rate
+        step = (t1 - t0) / len(letters)
+        phonemes += [Span(p, t0 + i * step, t0 + (i + 1) * step) for i, p in enumerate(letters)]
+    return phonemes
+
+
+def _piece_key(layout: Layout, encoding: str) -> tuple:
+    # Everything a piece's bytes depend on: its sounds (words as sent, where they
+    # fall), its length, the rate, the gain and the encoding.
+    return (tuple(layout.sounds), layout.samples, layout.sample_rate, layout.gain, encoding)
 
 
 def _key(word: str, n: int, layout: Layout, encoding: str) -> tuple:

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from .espeak import EspeakVoice
 from .espeak_lib import VoiceUnavailableError, load
-from .voice import Layout, Speech, SyntheticVoice
+from .layout import Layout, Speech
+from .voice import SyntheticVoice
 
 VOICE_NAMES = ("synthetic", "espeak")
 
