@@ -64,6 +64,7 @@ class Outbox:
         self._own_framing = not ws.protocol.extensions
         self._parts: list[bytes] = []
         self._size = 0
+        self._flush = self.flush  # one bound method, not one per batch
 
     def __len__(self) -> int:
         """Bytes waiting."""
@@ -78,8 +79,8 @@ class Outbox:
         # The first frame of a batch arranges its flush: at the end of the tick,
         # or (frames added from a task) on the loop's next turn at the latest; a
         # caller outside a tick may flush sooner itself.
-        if not self._parts and not self._pacer.after_tick(self.flush):
-            asyncio.get_running_loop().call_soon(self.flush)
+        if not self._parts and not self._pacer.after_tick(self._flush):
+            asyncio.get_running_loop().call_soon(self._flush)
         size = len(head) + len(body) + len(tail)
         if self._own_framing:
             self._parts += (text_header(size), head, body, tail)

@@ -298,9 +298,11 @@ class ChunkPump:
         self._head = head
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future[None] = self._loop.create_future()
+        self._pacer = host.pacer
+        self._wake = self._step  # one bound method for every wait, not one per chunk
         # What each step reads, fetched once (a step sends one chunk, most of the time).
-        self._parts = (piece, host, context, may_send, context.state, head)
-        self._piece_parts = (
+        self._fixed = (piece, context, context.state, may_send, host.send_chunk_now, head)
+        self._fixed_piece = (
             piece.segment,
             piece.flush_id,
             piece.bounds,
@@ -313,28 +315,27 @@ class ChunkPump:
 
     async def run(self) -> None:
         """Send chunks until the piece is out or the task must take over (``piece.sent`` says)."""
-        self._pump(self._loop.time())
+        self._step(self._loop.time())
         self._host.flush()  # called from the task, not a tick: what it sent goes now
         # Cancelled (the connection closed): the future is done, the next step does nothing.
         await self._done
 
-    def _step(self) -> None:
-        # The pacer's call. Its wakeup's time is when the pacer woke, a little
-        # earlier than now: a chunk due in between waits for the next wakeup,
-        # never goes early, and no clock is read per chunk.
-        self._pump(self._host.pacer.now)
-
-    def _pump(self, now: float) -> None:
+    def _step(self, now: float | None = None) -> None:
         # The same steps, in the same order, as the task's loop in `EmulatedContext`,
         # which takes over (and checks again) wherever this one stops. A context
         # neither cancelled nor failed may send: ``may_send`` is asked only then.
         if self._done.done():
             return
+        if now is None:
+            # The pacer's call. Its wakeup's time is when the pacer woke, a little
+            # earlier than now: a chunk due in between waits for the next wakeup,
+            # never goes early, and no clock is read per chunk.
+            now = self._pacer.now
         try:
-            piece, host, context, may_send, state, head = self._parts
-            segment, flush_id, bounds, dues, heard, tails, audio, texts = self._piece_parts
-            count = len(bounds)
-            while (i := piece.sent) < count:
+            piece, context, state, may_send, send, head = self._fixed
+            segment, flush_id, bounds, dues, heard, tails, audio, texts = self._fixed_piece
+            i, count = piece.sent, len(bounds)
+            while i < count:
                 if not piece.waiting:
                     phase = state.phase
                     if (phase is _CANCELLED or phase is _FAILED) and not may_send(segment, False):
@@ -342,20 +343,23 @@ class ChunkPump:
                     piece.waiting = True
                 due = dues[i]
                 if due > now:
-                    host.pacer.call_at(due, self._step)
+                    self._pacer.call_at(due, self._wake)
                     return
                 phase = state.phase
-                if (phase is _CANCELLED or phase is _FAILED) and not may_send(segment, True):
+                stopped = phase is _CANCELLED or phase is _FAILED
+                if stopped and not may_send(segment, True):
                     break
                 begin, end = bounds[i]
-                size = end - begin
                 text = texts[i] or audio.text(i)  # made by the first context to send it
-                if not host.send_chunk_now(context, head, text, tails[i], flush_id, size, now):
+                if not send(context, head, text, tails[i], flush_id, end - begin, now):
                     break
-                piece.sent, piece.waiting = i + 1, False
-                if self._mark <= heard[i] + 1e-9:  # a word (or phoneme) ends in this chunk
-                    for event in self._after_chunk(piece, i):
-                        host.send_now(event, context)
+                i += 1
+                # The next chunk's wait begins now, as the check above would have
+                # said at once for a context neither cancelled nor failed.
+                piece.sent, piece.waiting = i, not stopped
+                if self._mark <= heard[i - 1] + 1e-9:  # a word (or phoneme) ends in this chunk
+                    for event in self._after_chunk(piece, i - 1):
+                        self._host.send_now(event, context)
                     self._mark = self._next_mark(piece)
         except Exception as e:  # the task awaiting the pump raises it
             self._done.set_exception(e)

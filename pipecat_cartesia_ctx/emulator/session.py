@@ -47,6 +47,7 @@ from .voice import SyntheticVoice
 if TYPE_CHECKING:
     from .server import CartesiaEmulator
 
+_OPEN = State.OPEN
 # Ids of ended contexts remembered per connection, to answer input for them.
 _ENDED_MEMORY = 4096
 
@@ -72,6 +73,7 @@ class Session:
         self._emu = emulator
         self._ws = ws
         self._outbox = Outbox(ws, emulator.pacer)
+        self._protocol, self._transport = ws.protocol, ws.transport  # read for every chunk
         self._legacy_errors = legacy_errors
         # Contexts whose output task runs: open ones, and cancelled ones still
         # finishing the generation under way.
@@ -347,14 +349,13 @@ class Session:
             connection closing, stalled or not reading, or a fault armed to fire
             after a number of chunks.
         """
-        ws = self._ws
         if (  # as `_writable`, inline: this runs for every chunk
             self._closing
-            or ws.paused
+            or self._ws.paused
             or self._stall_until > now
             or self._emu.faults.armed
-            or ws.protocol.state is not State.OPEN
-            or ws.transport.is_closing()
+            or self._protocol.state is not _OPEN
+            or self._transport.is_closing()
         ):
             return False
         self._outbox.add_parts(head, body, tail)
